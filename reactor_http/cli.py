@@ -1,0 +1,133 @@
+"""The command line: flags to a Config, then start the server and handle signals."""
+
+import argparse
+import os
+import signal
+import sys
+
+from . import __version__
+from .config import Config
+from .reactor import SELECTOR_CLASSES
+from .server import Server
+
+EXIT_USAGE = 2
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _port(text):
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535 (0: any free port), not {value}")
+    return value
+
+
+def _seconds(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def build_parser():
+    defaults = Config()
+    parser = argparse.ArgumentParser(
+        prog="reactor-http",
+        description="A static file server: one reactor thread for every socket, "
+                    "a small thread pool for the disk.")
+    parser.add_argument("--version", action="version", version=f"reactor_http {__version__}")
+    parser.add_argument("--port", type=_port, default=defaults.port,
+                        help="TCP port to listen on; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--bind", default=defaults.bind, metavar="ADDRESS",
+                        help="address to listen on: 0.0.0.0 for all IPv4, :: for all IPv6 "
+                             "and IPv4 (default: %(default)s)")
+    parser.add_argument("--root", default=".", metavar="DIR",
+                        help="directory to serve (default: the current directory)")
+    parser.add_argument("--blocking-threads", type=_positive_int, default=defaults.blocking_threads,
+                        metavar="N", help="executor threads for file work: stat, open, read "
+                                          "(default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no access log (errors still go to stderr)")
+    parser.add_argument("--selector", choices=["auto", *SELECTOR_CLASSES], default="auto",
+                        help="readiness backend; auto picks the best the platform has "
+                             "(epoll on Linux, kqueue on BSD/macOS) (default: %(default)s)")
+    parser.add_argument("--show-hidden", action="store_true",
+                        help="serve dotfiles and dot-directories such as .git and .env "
+                             "(default: answer 404 for them)")
+    parser.add_argument("--no-sendfile", action="store_true",
+                        help="send files by reading chunks on the executor instead of "
+                             "os.sendfile (the portable path)")
+    limits = parser.add_argument_group("limits and timeouts")
+    limits.add_argument("--max-request-line", type=_positive_int, default=defaults.max_request_line,
+                        metavar="BYTES", help="longest request line; longer gets 414 (default: %(default)s)")
+    limits.add_argument("--max-header-bytes", type=_positive_int, default=defaults.max_header_bytes,
+                        metavar="BYTES",
+                        help="largest header section; larger gets 431 (default: %(default)s)")
+    limits.add_argument("--max-headers", type=_positive_int, default=defaults.max_header_count,
+                        metavar="N", help="most header fields; more gets 431 (default: %(default)s)")
+    limits.add_argument("--keepalive-timeout", type=_seconds, default=defaults.keepalive_timeout,
+                        metavar="SECONDS",
+                        help="close a keep-alive connection idle this long (default: %(default)s)")
+    limits.add_argument("--header-timeout", type=_seconds, default=defaults.header_timeout,
+                        metavar="SECONDS",
+                        help="answer 408 and close when a request head takes longer than this "
+                             "from its first byte (default: %(default)s)")
+    limits.add_argument("--send-timeout", type=_seconds, default=defaults.send_timeout,
+                        metavar="SECONDS",
+                        help="close a connection whose client reads nothing of a response for "
+                             "this long (default: %(default)s)")
+    return parser
+
+
+def config_from_args(args):
+    return Config(
+        root=args.root, bind=args.bind, port=args.port, blocking_threads=args.blocking_threads,
+        quiet=args.quiet, selector=args.selector, show_hidden=args.show_hidden,
+        use_sendfile=not args.no_sendfile, max_request_line=args.max_request_line,
+        max_header_bytes=args.max_header_bytes, max_header_count=args.max_headers,
+        keepalive_timeout=args.keepalive_timeout, header_timeout=args.header_timeout,
+        send_timeout=args.send_timeout)
+
+
+def _fail(message):
+    print(f"reactor-http: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    if not os.path.isdir(config.root):
+        what = "does not exist" if not os.path.exists(config.root) else "is not a directory"
+        return _fail(f"--root {config.root!r} {what}")
+    try:
+        server = Server(config)
+    except ValueError as error:  # a selector this platform does not have
+        return _fail(str(error))
+    try:
+        server.listen()
+    except OSError as error:
+        return _fail(f"cannot listen on {config.bind} port {config.port}: "
+                     f"{error.strerror or error}")
+
+    def on_signal(signum, frame):
+        # Runs on the main thread, between bytecodes; it must not touch
+        # sockets itself. It hands "stop" to the loop, and the wake-up makes
+        # select() return at once.
+        server.reactor.call_soon_threadsafe(server.stop)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    for url in server.urls():
+        print(f"Serving {server.site.root} at {url} "
+              f"(selector: {server.reactor.selector.__class__.__name__.replace('Selector', '').lower()}, "
+              f"{config.blocking_threads} blocking threads). Press Ctrl+C to stop.", flush=True)
+    server.serve_forever()
+    print("Stopped.", flush=True)
+    return 0

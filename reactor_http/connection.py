@@ -1,0 +1,461 @@
+"""One client connection: an explicit state machine driven by the reactor.
+
+The reactor calls ``on_ready`` when the socket is readable or writable; the
+executor's completions arrive through ``on_response`` and ``on_chunk``; the
+one timer calls ``on_timer``. Each of them looks at the current state, does
+the work that state allows, and moves to the next state through ``_enter``,
+the single place where the state changes, checked against TRANSITIONS.
+
+    IDLE              keep-alive: waiting for the first byte of a request
+    READING_HEAD      some of a request head has arrived, the rest has not
+    WAITING_EXECUTOR  a job on the executor (open a file, read a chunk) will answer
+    WRITING           sending a response; blocked sends wait for writability
+    CLOSING           error response sent, write side shut: draining input, then close
+    CLOSED            the socket is closed; late completions are dropped
+
+The socket's interest in the selector follows from the state alone (see
+INTEREST), and is changed only when it differs from what is registered.
+"""
+
+import enum
+import os
+import socket
+
+from .http_parser import ProtocolError, RequestParser
+from .files import read_chunk
+from .logs import log_error
+from .reactor import EVENT_READ, EVENT_WRITE
+from .responses import error_response
+
+RECV_BYTES = 64 * 1024
+# The portable send path reads a file in chunks of this size on the executor.
+CHUNK_BYTES = 256 * 1024
+# sendfile is asked for at most this much per call, so one fast reader on a
+# huge file cannot keep the loop thread from everyone else for long.
+SENDFILE_BYTES = 4 * 1024 * 1024
+
+# Sending the head with MSG_MORE tells Linux that file bytes follow, so head
+# and first bytes of the body can share a packet.
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+# Errors that mean the peer has gone: close quietly, they are not our bugs.
+_PEER_GONE = (ConnectionError, TimeoutError)
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    READING_HEAD = "reading-head"
+    WAITING_EXECUTOR = "waiting-executor"
+    WRITING = "writing"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+# Every legal transition, with the reason it happens. ``_enter`` refuses any
+# other, so this table is the whole truth about the connection's life.
+TRANSITIONS = {
+    (State.IDLE, State.READING_HEAD): "bytes of a request arrived",
+    (State.IDLE, State.CLOSED): "peer closed, or keep-alive timeout",
+    (State.READING_HEAD, State.WAITING_EXECUTOR): "request parsed; file work submitted",
+    (State.READING_HEAD, State.WRITING): "request answered without the disk (error, 405, ...)",
+    (State.READING_HEAD, State.CLOSED): "peer closed mid-head",
+    (State.WAITING_EXECUTOR, State.WRITING): "executor job completed",
+    (State.WAITING_EXECUTOR, State.CLOSED): "peer gone or server stopping",
+    (State.WRITING, State.WAITING_EXECUTOR): "need the next file chunk, or next pipelined request",
+    (State.WRITING, State.WRITING): "next pipelined request answered at once",
+    (State.WRITING, State.IDLE): "response sent; keep-alive",
+    (State.WRITING, State.READING_HEAD): "response sent; part of the next request is buffered",
+    (State.WRITING, State.CLOSING): "response sent; closing after an error",
+    (State.WRITING, State.CLOSED): "response sent with Connection: close, or send failed",
+    (State.CLOSING, State.CLOSED): "peer closed, or linger timeout",
+}
+
+# What the socket waits for in each state. 0 means "not registered at all":
+# while the executor works there is nothing to wait for, and not reading is
+# what pushes back on a client that pipelines faster than we answer.
+INTEREST = {
+    State.IDLE: EVENT_READ,
+    State.READING_HEAD: EVENT_READ,
+    State.WAITING_EXECUTOR: 0,
+    State.WRITING: EVENT_WRITE,  # registered only while a send is blocked
+    State.CLOSING: EVENT_READ,
+    State.CLOSED: 0,
+}
+
+
+class Connection:
+    """One accepted socket and the requests that arrive on it, in order."""
+
+    __slots__ = (
+        "sock", "client", "state", "_server", "_reactor", "_config", "_parser",
+        "_interest", "_timer", "_deadline", "_request", "_response", "_head_only",
+        "_keep_alive", "_linger", "_log_line", "_out", "_file", "_body_sent", "_job_in_flight",
+    )
+
+    def __init__(self, server, sock, client):
+        self.sock = sock
+        self.client = client  # the peer's address as text, for the access log
+        self.state = State.IDLE
+        self._server = server
+        self._reactor = server.reactor
+        self._config = config = server.config
+        self._parser = RequestParser(config.max_request_line, config.max_header_bytes,
+                                     config.max_header_count)
+        self._interest = 0
+        self._timer = None
+        self._deadline = None
+        self._request = None
+        self._response = None
+        self._head_only = False
+        self._keep_alive = True
+        self._linger = False
+        self._log_line = ""
+        self._out = b""          # head and in-memory body bytes not yet sent
+        self._file = None        # FileBody still to send after _out
+        self._body_sent = 0
+        self._job_in_flight = False
+
+    def start(self):
+        """Begin waiting for the first request. A client that connects and
+        says nothing is held only for the header timeout, as nginx does."""
+        self._set_deadline(self._config.header_timeout)
+        self._update_interest()
+
+    # -- the state machine's one door ------------------------------------------
+
+    def _enter(self, new_state):
+        if (self.state, new_state) not in TRANSITIONS:
+            raise RuntimeError(f"illegal connection transition {self.state} -> {new_state}")
+        self.state = new_state
+
+    def _update_interest(self):
+        wanted = INTEREST[self.state]
+        if self.state is State.WRITING and not self._out and self._file is None:
+            wanted = 0
+        if wanted == self._interest:
+            return
+        if wanted == 0:
+            self._reactor.unregister(self.sock)
+        elif self._interest == 0:
+            self._reactor.register(self.sock, wanted, self.on_ready)
+        else:
+            self._reactor.modify(self.sock, wanted, self.on_ready)
+        self._interest = wanted
+
+    # -- readiness ---------------------------------------------------------------
+
+    def on_ready(self, mask):
+        """Reactor callback: the socket is readable and/or writable."""
+        try:
+            if mask & EVENT_READ:
+                self.on_readable()
+            elif mask & EVENT_WRITE:
+                self.on_writable()
+        except Exception as error:  # a bug here must cost one connection, not the server
+            log_error(f"error on connection from {self.client}", error)
+            self.close()
+
+    def on_readable(self):
+        if self.state is State.CLOSING:
+            self._drain_while_closing()
+            return
+        if self.state is not State.IDLE and self.state is not State.READING_HEAD:
+            return  # not reading now: the bytes wait in the kernel (backpressure)
+        try:
+            data = self.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (*_PEER_GONE, OSError):
+            self.close()
+            return
+        if not data:  # end of file: the client is done with us
+            self.close()
+            return
+        self._parser.feed(data)
+        if self.state is State.IDLE:
+            self._enter(State.READING_HEAD)
+            # The header timeout runs from the first byte, and is not reset
+            # by later bytes: one byte every few seconds does not buy time.
+            self._set_deadline(self._config.header_timeout)
+        self._advance()
+
+    def on_writable(self):
+        if self.state is State.WRITING and self._write():
+            if self._finish_response():
+                self._advance()
+
+    # -- requests in, responses out --------------------------------------------
+
+    def _advance(self):
+        """Answer every complete request that is buffered, in order, until one
+        has to wait (for the executor, the socket or more bytes)."""
+        while True:
+            try:
+                request = self._parser.next_request()
+            except ProtocolError as error:
+                self._request = None
+                self._respond(error_response(error.status, error.detail, close=True),
+                              self._parser.first_line(), close=True)
+                return
+            if request is None:
+                if self.state is not State.READING_HEAD:
+                    # Part of a pipelined request is buffered: its head timeout starts now.
+                    self._enter(State.READING_HEAD)
+                    self._set_deadline(self._config.header_timeout)
+                self._update_interest()
+                return
+            self._request = request
+            response = self._server.site.handle(request, self.on_response)
+            if response is None:
+                self._enter(State.WAITING_EXECUTOR)
+                self._job_in_flight = True
+                self._deadline = None  # no client timeout while the disk works
+                self._update_interest()
+                return
+            if not self._respond(response, request.request_line):
+                return
+
+    def on_response(self, response):
+        """Executor completion: the plan for the current request is ready."""
+        self._job_in_flight = False
+        if self.state is not State.WAITING_EXECUTOR:
+            response.release()  # we closed while the job ran: just free the file
+            return
+        try:
+            if self._respond(response, self._request.request_line):
+                self._advance()
+        except Exception as error:
+            log_error(f"error on connection from {self.client}", error)
+            self.close()
+
+    def _respond(self, response, request_line, close=False):
+        """Start sending a response. Returns True if it was sent completely and
+        the connection is ready for the next request."""
+        request = self._request
+        if request is not None:
+            self._head_only = request.method == "HEAD"
+            # A request with a body we do not read: answer, then close, so that
+            # the body can never be taken for the next request.
+            keep_alive = request.keep_alive and not request.has_body
+        else:
+            self._head_only = False
+            keep_alive = False
+        keep_alive = keep_alive and not (close or response.close)
+        if self._head_only:
+            response.without_body()
+        if keep_alive:
+            connection_field = "Connection: keep-alive\r\n" if request.version == "HTTP/1.0" else ""
+        else:
+            connection_field = "Connection: close\r\n"
+        # Linger (drain input before closing) when the client may still be
+        # sending: after an error, or when it announced a body we did not read.
+        self._linger = not keep_alive and (request is None or request.has_body or response.status >= 400)
+        self._keep_alive = keep_alive
+        self._response = response
+        self._log_line = request_line
+        head = self._server.renderer.render(response, connection_field)
+        self._out = head + response.body if response.body else head
+        self._file = response.file
+        self._body_sent = -len(head)  # counts up to the body bytes sent
+        self._enter(State.WRITING)
+        self._set_deadline(self._config.send_timeout)
+        if self._write():
+            return self._finish_response()
+        return False
+
+    def _write(self):
+        """Send what we can without blocking. Returns True when the response
+        is completely sent; False when it waits (for the socket or a chunk)
+        or the connection was closed."""
+        try:
+            if self._out:
+                flags = _MSG_MORE if self._file is not None else 0
+                sent = self.sock.send(self._out, flags)
+                self._body_sent += sent
+                self._set_deadline(self._config.send_timeout)  # progress
+                if sent < len(self._out):
+                    self._out = memoryview(self._out)[sent:]
+                    self._update_interest()
+                    return False
+                self._out = b""
+            file_body = self._file
+            while file_body is not None and file_body.remaining:
+                if not self._server.use_sendfile:
+                    self._read_next_chunk()
+                    return False
+                sent = os.sendfile(self.sock.fileno(), file_body.fd, file_body.offset,
+                                   min(file_body.remaining, SENDFILE_BYTES))
+                if sent == 0:
+                    # The file is shorter than the Content-Length we sent: it
+                    # was truncated under us. Close rather than send a body that
+                    # does not match its head.
+                    log_error(f"file shrank while being sent to {self.client}; connection closed")
+                    self.close()
+                    return False
+                file_body.offset += sent
+                file_body.remaining -= sent
+                self._body_sent += sent
+                self._set_deadline(self._config.send_timeout)
+            return True
+        except (BlockingIOError, InterruptedError):
+            self._update_interest()  # wait until the kernel has room again
+            return False
+        except (*_PEER_GONE, OSError):
+            self.close()
+            return False
+
+    def _read_next_chunk(self):
+        """The portable send path: have the executor read the next chunk."""
+        file_body = self._file
+        self._enter(State.WAITING_EXECUTOR)
+        self._job_in_flight = True
+        self._deadline = None
+        self._update_interest()
+        self._server.executor.submit(read_chunk, (file_body.fd, file_body.offset,
+                                                  min(file_body.remaining, CHUNK_BYTES)), self.on_chunk)
+
+    def on_chunk(self, outcome):
+        """Executor completion: a chunk of the file, for the portable send path."""
+        self._job_in_flight = False
+        if self.state is not State.WAITING_EXECUTOR:
+            self._release_file()  # closed meanwhile; now nobody uses the fd
+            return
+        chunk = outcome.value
+        if outcome.error is not None or not chunk:
+            if outcome.error is not None:
+                log_error(f"read error while sending to {self.client}", outcome.error)
+            else:
+                log_error(f"file shrank while being sent to {self.client}; connection closed")
+            self.close()
+            return
+        self._file.offset += len(chunk)
+        self._file.remaining -= len(chunk)
+        self._out = chunk
+        self._enter(State.WRITING)
+        if self._write() and self._finish_response():
+            self._advance()
+
+    def _finish_response(self):
+        """The response is sent: log it, then keep the connection or close it.
+        Returns True if the connection waits for the next request."""
+        self._log_response()
+        self._release_file()
+        self._response = None
+        self._request = None
+        if not self._keep_alive:
+            if self._linger:
+                self._begin_lingering_close()
+            else:
+                self.close()
+            return False
+        if self._parser.buffered:
+            return True  # a pipelined request may be waiting: _advance decides
+        self._enter(State.IDLE)
+        self._set_deadline(self._config.keepalive_timeout)
+        self._update_interest()
+        return False
+
+    def _log_response(self):
+        self._server.access_log.log(self.client, self._log_line, self._response.status,
+                                    max(self._body_sent, 0))
+
+    # -- closing -------------------------------------------------------------------
+
+    def _begin_lingering_close(self):
+        """Shut our side, then read and discard until the client closes or the
+        linger timeout ends. Closing at once could make the kernel answer the
+        client's unread bytes with RST, which can destroy the error response
+        before the client reads it."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self._enter(State.CLOSING)
+        self._set_deadline(self._config.linger_timeout)
+        self._update_interest()
+
+    def _drain_while_closing(self):
+        try:
+            for _ in range(16):  # bounded: a fast sender must not hold the loop
+                if not self.sock.recv(RECV_BYTES):
+                    self.close()
+                    return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+
+    def close(self):
+        """Close now. Safe to call more than once and from any state."""
+        if self.state is State.CLOSED:
+            return
+        if self.state is State.WRITING and self._response is not None:
+            # Log what was sent of an interrupted response, as nginx does.
+            self._log_response()
+        self._enter(State.CLOSED)
+        if self._interest:
+            self._reactor.unregister(self.sock)
+            self._interest = 0
+        if self._timer is not None:
+            self._reactor.cancel(self._timer)
+            self._timer = None
+        self.sock.close()
+        self._release_file()
+        self._out = b""
+        self._server.forget(self)
+
+    def _release_file(self):
+        # Discussion: while an executor job reads from the file descriptor, we
+        # must not close it: the number could be reused at once by a new
+        # socket, and the job would read from that instead. So the job's
+        # completion closes it, if the connection closed meanwhile.
+        if self._job_in_flight:
+            return
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._response is not None and self.state is State.CLOSED:
+            self._response.release()
+
+    # -- time ------------------------------------------------------------------------
+
+    def _set_deadline(self, seconds):
+        """Arm the connection's single timeout. Moving the deadline later costs
+        only an assignment: the timer, when it fires, sees the new deadline
+        and sleeps again. So a busy keep-alive connection does not create and
+        cancel a timer per request."""
+        deadline = self._reactor.clock() + seconds
+        self._deadline = deadline
+        if self._timer is None or self._timer.when > deadline:
+            if self._timer is not None:
+                self._reactor.cancel(self._timer)
+            self._timer = self._reactor.call_later(seconds, self.on_timer)
+
+    def on_timer(self):
+        """Timer callback: the deadline may have passed."""
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None or self.state is State.CLOSED:
+            return
+        remaining = deadline - self._reactor.clock()
+        if remaining > 0:
+            self._timer = self._reactor.call_later(remaining, self.on_timer)
+            return
+        self._deadline = None
+        self.on_timeout()
+
+    def on_timeout(self):
+        state = self.state
+        try:
+            if state is State.READING_HEAD:
+                self._request = None
+                self._respond(error_response(408, "the request head took too long", close=True),
+                              self._parser.first_line(), close=True)
+            else:
+                # IDLE: keep-alive over. WRITING: the client stopped reading
+                # (send timeout). CLOSING: linger over. All close quietly.
+                self.close()
+        except Exception as error:
+            log_error(f"error on connection from {self.client}", error)
+            self.close()

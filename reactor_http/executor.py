@@ -1,0 +1,64 @@
+"""The executor: a fixed pool of threads for work that blocks.
+
+epoll and kqueue cannot tell us when a regular file is "ready": a disk read is
+always reported ready and then blocks for as long as the disk takes. So
+realpath, stat, open and read run here, on worker threads, and never on the
+loop thread, where one slow disk would stall every connection.
+
+A job is a plain function. Its outcome (a result or the exception it raised)
+goes back to the loop thread through ``Reactor.call_soon_threadsafe``, the one
+thread-safe call in the design, and the loop thread calls the job's completion
+callback there. Worker threads never touch a socket or a connection.
+"""
+
+import concurrent.futures
+import time
+
+
+class Outcome:
+    """What a job produced: ``value``, or the ``error`` it raised; and how long
+    it waited in the queue and ran, for anyone who wants to watch."""
+
+    __slots__ = ("value", "error", "waited", "ran")
+
+    def __init__(self, value=None, error=None, waited=0.0, ran=0.0):
+        self.value = value
+        self.error = error
+        self.waited = waited
+        self.ran = ran
+
+
+class BlockingExecutor:
+    """Runs blocking jobs on ``threads`` worker threads, completes them on the loop."""
+
+    def __init__(self, reactor, threads=8):
+        self._reactor = reactor
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="executor")
+        self.jobs_in_flight = 0  # read and written on the loop thread only
+
+    def submit(self, job, args, on_completion):
+        """Run ``job(*args)`` on a worker; later call ``on_completion(outcome)``
+        on the loop thread. Loop thread only."""
+        self.jobs_in_flight += 1
+        self._pool.submit(self._run, job, args, on_completion, time.monotonic())
+
+    def _run(self, job, args, on_completion, submitted_at):
+        # This runs on a worker thread.
+        started = time.monotonic()
+        try:
+            outcome = Outcome(value=job(*args))
+        except BaseException as error:  # any failure is a result, not a crash
+            outcome = Outcome(error=error)
+        outcome.waited = started - submitted_at
+        outcome.ran = time.monotonic() - started
+        self._reactor.call_soon_threadsafe(self._complete, on_completion, outcome)
+
+    def _complete(self, on_completion, outcome):
+        # Back on the loop thread.
+        self.jobs_in_flight -= 1
+        on_completion(outcome)
+
+    def shutdown(self):
+        """Stop taking jobs; jobs not yet started are dropped. Loop thread."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

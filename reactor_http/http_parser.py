@@ -1,0 +1,264 @@
+"""The HTTP/1.1 request parser, sans-I/O: bytes in, requests (or a ProtocolError) out.
+
+It never touches a socket, a selector or a file; the connection feeds it what
+``recv`` returned and asks for the next request. Because it keeps everything it
+has not yet consumed, a request split across any number of reads, down to one
+byte per read, parses exactly as if it had arrived in one piece, and bytes after
+a request (the next pipelined request) are left untouched for the next call.
+
+Every way a head can be wrong raises ProtocolError carrying the status the
+client should get. Any other exception escaping this module is a bug.
+
+The grammar, from RFC 9112 (messages) and RFC 9110 (semantics):
+
+    request-line   = method SP request-target SP HTTP-version       ; 9112 §3
+    HTTP-version   = "HTTP" "/" DIGIT "." DIGIT                      ; 9112 §2.3
+    field-line     = field-name ":" OWS field-value OWS              ; 9112 §5
+    field-name     = token                                           ; 9110 §5.1
+    token          = 1*tchar                                         ; 9110 §5.6.2
+    tchar          = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "."
+                   / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+    field-value    = *( VCHAR / obs-text / SP / HTAB )  ; in effect   9110 §5.5
+    OWS            = *( SP / HTAB )
+
+Policies where the RFC leaves a choice, all chosen to be strict because a
+server that is lenient where a proxy in front of it is strict (or the reverse)
+is how request smuggling happens:
+
+- Lines end in CRLF. A bare LF is rejected (400) rather than accepted as RFC
+  9112 §2.2 permits ("MAY recognize"); a bare CR is rejected as §2.2 allows.
+- Empty lines before the request line are skipped (9112 §2.2 SHOULD).
+- Exactly one SP between the parts of the request line (9112 §3 allows no
+  lenient whitespace parsing we would want to rely on).
+- obs-fold continuation lines are rejected with 400 (9112 §5.2 allows that).
+- Whitespace between a field name and its colon is rejected (9112 §5.1 MUST).
+- Control characters (NUL, DEL, ...) in a field value are rejected (9110 §5.5).
+"""
+
+import re
+
+# The request line, checked in one regular-expression match. The target may
+# hold any visible ASCII character; the static layer decides what it means.
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(_TOKEN + r" ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+_ANY_VERSION = re.compile(r"[^ ]+ [^ ]+ HTTP/([0-9])\.[0-9]")
+
+# The whole header section (every field line with its CRLF) in one match: a C
+# loop over the bytes instead of a Python loop over the lines. The value class
+# has no CR or LF, the name class no colon, so the match cannot backtrack.
+_HEADER_SECTION = re.compile(r"(?:" + _TOKEN + r":[\t\x20-\x7e\x80-\xff]*\r\n)*")
+_FIELD_NAME = re.compile(_TOKEN)
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+# Host = uri-host [ ":" port ] (RFC 9110 §7.2); uri-host is an IP-literal in
+# brackets or a reg-name (RFC 3986 §3.2.2).
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+
+# Fields that may appear once only; a second copy is an error, not a list.
+_SINGLETON_FIELDS = frozenset(("host", "content-length"))
+
+# Transfer codings we can frame (RFC 9112 §7); the last one must be chunked.
+_KNOWN_CODINGS = frozenset(("chunked", "gzip", "x-gzip", "deflate", "compress", "identity"))
+
+
+class ProtocolError(Exception):
+    """A request the server must refuse; ``status`` is the response to send."""
+
+    def __init__(self, status, detail):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class Request:
+    """One parsed request head. Field names are lower-case; a field sent more
+    than once has its values joined with ", " (RFC 9110 §5.3)."""
+
+    __slots__ = ("method", "target", "version", "headers", "keep_alive", "has_body", "request_line")
+
+    def __init__(self, method, target, version, headers, keep_alive, has_body, request_line):
+        self.method = method            # "GET"
+        self.target = target            # "/index.html?x=1", as sent
+        self.version = version          # "HTTP/1.1"
+        self.headers = headers          # {"host": "example.com", ...}
+        self.keep_alive = keep_alive    # may the connection stay open after it?
+        self.has_body = has_body        # does it announce a body?
+        self.request_line = request_line
+
+    def __repr__(self):
+        return f"<Request {self.request_line!r}>"
+
+
+class RequestParser:
+    """Incremental parser for a stream of request heads on one connection."""
+
+    __slots__ = ("_buffer", "_checked_to", "max_request_line", "max_header_bytes", "max_header_count")
+
+    def __init__(self, max_request_line=8192, max_header_bytes=16384, max_header_count=100):
+        self._buffer = bytearray()
+        self._checked_to = 0  # bytes before this offset hold no bare LF
+        self.max_request_line = max_request_line
+        self.max_header_bytes = max_header_bytes
+        self.max_header_count = max_header_count
+
+    def feed(self, data):
+        """Append bytes received from the peer."""
+        self._buffer += data
+
+    @property
+    def buffered(self):
+        """How many received bytes have not been consumed by a request yet."""
+        return len(self._buffer)
+
+    def first_line(self):
+        """The start of what is buffered, up to the first line end, for logs."""
+        return bytes(self._buffer[:200]).split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+
+    def next_request(self):
+        """Return the next complete Request, or None when more bytes are needed.
+
+        Raises ProtocolError for a head that can never become valid.
+        """
+        buffer = self._buffer
+        if buffer[:2] == b"\r\n":
+            self._skip_empty_lines()
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            self._check_incomplete_head()
+            return None
+        head = bytes(buffer[:end + 2]).decode("latin-1")  # latin-1: bytes <-> str, lossless
+        del buffer[:end + 4]  # O(1): bytearray drops a prefix by moving its start
+        self._checked_to = 0
+        return self._parse_head(head)
+
+    def _skip_empty_lines(self):
+        buffer = self._buffer
+        start = 0
+        while buffer[start:start + 2] == b"\r\n":
+            start += 2
+        del buffer[:start]
+
+    def _check_incomplete_head(self):
+        """Fail early on a head that is already too long or malformed, so that a
+        client cannot hold the connection with it until the header timeout."""
+        buffer = self._buffer
+        line_end = buffer.find(b"\r\n", 0, self.max_request_line + 2)
+        if line_end < 0 and len(buffer) > self.max_request_line:
+            raise ProtocolError(414, "request line too long")
+        if len(buffer) > self.max_request_line + self.max_header_bytes + 4:
+            raise ProtocolError(431, "request header section too large")
+        # Look for a bare LF in the bytes not yet checked. Starting one byte back
+        # lets us see the CR before an LF that begins the new bytes; an LF
+        # already checked at that position is skipped. Each byte is checked
+        # once, so a head sent one byte at a time still costs linear time.
+        start = max(self._checked_to - 1, 0)
+        if buffer[start:start + 1] == b"\n":
+            start += 1
+        region = buffer[start:]
+        if region.count(b"\n") != region.count(b"\r\n"):
+            raise ProtocolError(400, "line ends in a bare LF; CRLF is required")
+        self._checked_to = len(buffer)
+
+    def _parse_head(self, head):
+        # head is the request line and field lines, each ending in CRLF.
+        line_end = head.find("\r\n")
+        request_line = head[:line_end]
+        if line_end > self.max_request_line:
+            raise ProtocolError(414, "request line too long")
+        section = head[line_end + 2:]
+        if len(section) > self.max_header_bytes:
+            raise ProtocolError(431, "request header section too large")
+
+        match = _REQUEST_LINE.fullmatch(request_line)
+        if match is None:
+            version = _ANY_VERSION.fullmatch(request_line)
+            if version is not None and version.group(1) != "1":
+                raise ProtocolError(505, "only HTTP/1.x is supported")
+            raise ProtocolError(400, "malformed request line")
+        target, major, minor = match.groups()
+        if major != "1":
+            raise ProtocolError(505, "only HTTP/1.x is supported")
+        method = request_line[:match.start(1) - 1]
+
+        if _HEADER_SECTION.fullmatch(section) is None:
+            raise ProtocolError(400, _describe_bad_field(section))
+        lines = section.split("\r\n")
+        lines.pop()  # the empty string after the last CRLF
+        if len(lines) > self.max_header_count:
+            raise ProtocolError(431, "too many header fields")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            name = name.lower()
+            value = value.strip(" \t")
+            if name in headers:
+                if name in _SINGLETON_FIELDS:
+                    raise ProtocolError(400, f"more than one {name} field")
+                headers[name] = headers[name] + ", " + value
+            else:
+                headers[name] = value
+
+        # HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); 1.0 may omit it.
+        host = headers.get("host")
+        if host is None:
+            if minor != "0":
+                raise ProtocolError(400, "missing Host field")
+        elif _HOST.fullmatch(host) is None:
+            raise ProtocolError(400, "malformed Host field")
+
+        has_body = _announces_body(headers)
+        connection = headers.get("connection")
+        if minor == "0":
+            # HTTP/1.0 closes unless the client asked to keep it (RFC 9112 §9.3).
+            keep_alive = connection is not None and "keep-alive" in _tokens(connection)
+        else:
+            keep_alive = connection is None or "close" not in _tokens(connection)
+        return Request(method, target, "HTTP/1." + minor, headers, keep_alive, has_body, request_line)
+
+
+def _tokens(value):
+    """The comma-separated, case-insensitive tokens of a list field."""
+    return {token.strip(" \t").lower() for token in value.split(",")}
+
+
+def _announces_body(headers):
+    """Whether a request has a body, after checking its framing (RFC 9112 §6).
+
+    Raises ProtocolError for framing that a proxy might read differently."""
+    transfer_encoding = headers.get("transfer-encoding")
+    content_length = headers.get("content-length")
+    if transfer_encoding is not None:
+        # Both present is the classic smuggling vector (RFC 9112 §6.3 allows
+        # treating it as an error, and we do).
+        if content_length is not None:
+            raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
+        codings = [coding.strip(" \t").lower() for coding in transfer_encoding.split(",")]
+        if any(coding not in _KNOWN_CODINGS for coding in codings):
+            raise ProtocolError(400, "unknown transfer coding")
+        if codings[-1] != "chunked" or codings.count("chunked") != 1:
+            raise ProtocolError(400, "the last transfer coding must be chunked, once")
+        return True
+    if content_length is not None:
+        # 1*DIGIT, nothing else: no sign, no space, no list (RFC 9110 §8.6).
+        # 18 digits is far beyond any body we accept and cannot overflow.
+        if not (content_length.isdigit() and content_length.isascii() and len(content_length) <= 18):
+            raise ProtocolError(400, "malformed Content-Length")
+        return int(content_length) > 0
+    return False
+
+
+def _describe_bad_field(section):
+    """Say which field line broke the grammar (only called on the error path)."""
+    for line in section.split("\r\n")[:-1]:
+        if line[:1] in (" ", "\t"):
+            return "obsolete line folding (obs-fold) is not allowed"
+        name, colon, value = line.partition(":")
+        if not colon:
+            return "header field line without a colon"
+        if name[-1:] in (" ", "\t"):
+            return "whitespace between field name and colon"
+        if _FIELD_NAME.fullmatch(name) is None:
+            return "invalid character in field name"
+        if _FIELD_VALUE.fullmatch(value) is None:
+            return "invalid character in field value"
+    return "malformed header section"

@@ -1,0 +1,289 @@
+"""The reactor: one thread, one selector, readiness callbacks, timers and a wake-up.
+
+    One thread owns every socket and the selector. Blocking disk work (stat,
+    open, read) runs on worker threads, which hand their results back to that
+    thread through one thread-safe call.
+
+This module is that thread's loop, and it knows nothing about HTTP. It offers:
+
+- interest in readiness: ``register``, ``modify``, ``unregister`` a file object
+  with a callback that is called with the ready mask (EVENT_READ/EVENT_WRITE);
+- timers: ``call_later`` returns a Timer you can ``cancel``;
+- ``call_soon_threadsafe``: the one method any thread may call. It queues a
+  callback and wakes the selector, which is how executor results and signals
+  reach the loop;
+- ``run`` and ``stop``.
+
+One turn of the loop has four phases, always in this order:
+1. compute how long select may sleep: until the next timer, or not at all when
+   callbacks are waiting;
+2. select, and call the callback stored with each ready file object;
+3. run the timers that are due;
+4. run the callbacks queued before this turn began.
+
+Readable does not mean "a request arrived": it may mean end-of-file or an error,
+which the callback finds out when it reads. Writable does not mean "sent": it
+means there is room in the kernel's buffer for some more bytes.
+"""
+
+import collections
+import heapq
+import os
+import selectors
+import socket
+import time
+
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+
+SELECTOR_CLASSES = {
+    "epoll": getattr(selectors, "EpollSelector", None),
+    "kqueue": getattr(selectors, "KqueueSelector", None),
+    "devpoll": getattr(selectors, "DevpollSelector", None),
+    "poll": getattr(selectors, "PollSelector", None),
+    "select": selectors.SelectSelector,
+}
+
+# select(2) cannot watch a descriptor numbered FD_SETSIZE (1024 on Linux and
+# the BSDs) or above; Python raises ValueError if asked to. The server refuses
+# connections whose descriptor would not fit rather than crash.
+SELECT_FD_LIMIT = 1024
+
+
+def make_selector(name="auto"):
+    """Return a new selector for a backend name: auto, epoll, kqueue, poll or select.
+
+    Raises ValueError when the platform does not have that backend.
+    """
+    if name == "auto":
+        return selectors.DefaultSelector()
+    selector_class = SELECTOR_CLASSES.get(name)
+    if selector_class is None:
+        raise ValueError(f"the {name!r} selector is not available on this platform")
+    return selector_class()
+
+
+class Timer:
+    """A callback due at a time on the reactor's clock. ``cancel()`` is lazy:
+    the entry stays in the heap and is skipped when it comes due, which makes
+    cancelling O(1). Loop thread only."""
+
+    __slots__ = ("when", "callback", "args", "cancelled")
+
+    def __init__(self, when, callback, args):
+        self.when = when
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+        self.callback = self.args = None  # let go of what the callback holds
+
+    def __lt__(self, other):
+        return self.when < other.when
+
+
+class _SocketPairWaker:
+    """The portable wake-up channel: a byte written to one end of a socket pair
+    makes the other end readable, which ends a select() sleeping in the loop."""
+
+    def __init__(self):
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def fileno(self):
+        return self._reader.fileno()
+
+    def wake(self):
+        try:
+            self._writer.send(b"\0")
+        except (BlockingIOError, InterruptedError):
+            pass  # the buffer is full of wake-ups already: the loop will wake
+
+    def drain(self):
+        try:
+            while self._reader.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def close(self):
+        self._reader.close()
+        self._writer.close()
+
+
+class _EventFdWaker:
+    """Linux's cheaper wake-up channel: one eventfd, a counter the kernel keeps.
+    Writing adds to it and makes it readable; reading returns it to zero."""
+
+    def __init__(self):
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def fileno(self):
+        return self._fd
+
+    def wake(self):
+        try:
+            os.eventfd_write(self._fd, 1)
+        except BlockingIOError:
+            pass  # the counter is at its maximum: the loop will wake anyway
+
+    def drain(self):
+        try:
+            os.eventfd_read(self._fd)
+        except BlockingIOError:
+            pass
+
+    def close(self):
+        os.close(self._fd)
+
+
+def make_waker(kind="auto"):
+    """An eventfd where the platform has one (Linux), else a socket pair."""
+    if kind == "eventfd" or (kind == "auto" and hasattr(os, "eventfd")):
+        return _EventFdWaker()
+    return _SocketPairWaker()
+
+
+class Reactor:
+    """The event loop. Every method but ``call_soon_threadsafe`` must be called
+    on the loop thread."""
+
+    def __init__(self, selector=None, clock=time.monotonic, waker=None):
+        self.selector = selector if selector is not None else make_selector()
+        self.clock = clock
+        self.fd_limit = SELECT_FD_LIMIT if isinstance(self.selector, selectors.SelectSelector) else None
+        self._timers = []  # a heap of Timer, earliest first
+        self._cancelled_timers = 0
+        self._ready = collections.deque()  # callbacks queued by any thread
+        self._waker = waker if waker is not None else make_waker()
+        self._wake_pending = False
+        self._running = False
+        self.selector.register(self._waker, EVENT_READ, self._on_wake)
+
+    # -- readiness -----------------------------------------------------------
+
+    def register(self, fileobj, events, callback):
+        """Call ``callback(mask)`` when fileobj is ready for any of ``events``."""
+        self.selector.register(fileobj, events, callback)
+
+    def modify(self, fileobj, events, callback):
+        """Change the events (and callback) of a registered file object."""
+        self.selector.modify(fileobj, events, callback)
+
+    def unregister(self, fileobj):
+        """Stop watching fileobj. Safe while a select result is being dispatched:
+        its pending events are skipped (see ``_dispatch``)."""
+        self.selector.unregister(fileobj)
+
+    # -- timers ----------------------------------------------------------------
+
+    def call_later(self, delay, callback, *args):
+        """Run ``callback(*args)`` on the loop thread after ``delay`` seconds."""
+        timer = Timer(self.clock() + delay, callback, args)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def cancel(self, timer):
+        """Cancel a timer; counts cancelled entries so the heap can be compacted."""
+        if not timer.cancelled:
+            timer.cancel()
+            self._cancelled_timers += 1
+            # Discussion: lazy cancelling leaves dead entries in the heap. If
+            # most of it is dead, rebuild it, so that memory stays proportional
+            # to the live timers even under a storm of cancellations.
+            if self._cancelled_timers > 64 and self._cancelled_timers * 2 > len(self._timers):
+                self._timers = [t for t in self._timers if not t.cancelled]
+                heapq.heapify(self._timers)
+                self._cancelled_timers = 0
+
+    # -- callbacks ---------------------------------------------------------------
+
+    def call_soon(self, callback, *args):
+        """Run ``callback(*args)`` at the end of this turn. Loop thread only:
+        no wake-up is needed, the loop is awake."""
+        self._ready.append((callback, args))
+
+    def call_soon_threadsafe(self, callback, *args):
+        """Queue ``callback(*args)`` to run on the loop thread and wake the loop.
+
+        Thread-safe, and safe from a signal handler: deque.append is atomic and
+        no lock is taken, so it cannot deadlock against the loop thread.
+        """
+        self._ready.append((callback, args))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._waker.wake()
+
+    def _on_wake(self, mask):
+        self._wake_pending = False
+        self._waker.drain()
+
+    # -- the loop ----------------------------------------------------------------
+
+    def run(self):
+        """Run turns of the loop until ``stop()`` is called."""
+        self._running = True
+        while self._running:
+            self.run_once()
+
+    def stop(self):
+        """Make ``run()`` return after the current turn."""
+        self._running = False
+
+    def run_once(self, max_timeout=None):
+        """One turn of the loop: select, dispatch, due timers, queued callbacks."""
+        # Phase 1: how long may we sleep?
+        if self._ready:
+            timeout = 0
+        elif self._timers:
+            timeout = max(0.0, self._timers[0].when - self.clock())
+        else:
+            timeout = None
+        if max_timeout is not None:
+            timeout = max_timeout if timeout is None else min(timeout, max_timeout)
+
+        # Phase 2: wait for readiness and dispatch it.
+        self._dispatch(self.selector.select(timeout))
+
+        # Phase 3: due timers. The clock is read once for the whole phase.
+        now = self.clock()
+        timers = self._timers
+        while timers and timers[0].when <= now:
+            timer = heapq.heappop(timers)
+            if timer.cancelled:
+                self._cancelled_timers -= 1
+                continue
+            callback, args = timer.callback, timer.args
+            timer.cancel()  # mark it spent, so a late cancel() is harmless
+            callback(*args)
+
+        # Phase 4: callbacks queued before now. Ones they queue wait a turn,
+        # so a callback that re-queues itself cannot starve the selector.
+        ready = self._ready
+        for _ in range(len(ready)):
+            callback, args = ready.popleft()
+            callback(*args)
+
+    def _dispatch(self, events):
+        registered = self.selector.get_map()
+        for key, mask in events:
+            # Discussion: a callback earlier in this batch may have unregistered
+            # this file object, closed it and even had its descriptor number
+            # reused by a new socket, or changed its interest. So look the
+            # descriptor up again and dispatch only to the same file object,
+            # only for events it still wants.
+            current = registered.get(key.fd)
+            if current is None or current.fileobj is not key.fileobj:
+                continue
+            mask &= current.events
+            if mask:
+                current.data(mask)
+
+    def close(self):
+        """Release the selector and the wake-up channel."""
+        self.selector.unregister(self._waker)
+        self._waker.close()
+        self.selector.close()

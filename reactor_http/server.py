@@ -1,0 +1,152 @@
+"""The server: listening sockets, accepting connections, and the parts wired together.
+
+It owns the reactor, the executor, the static site and the set of open
+connections. Accepting is just another readiness callback: when a listening
+socket is readable, accept a batch of connections and give each its own
+Connection object. Nothing here knows how HTTP works.
+"""
+
+import errno
+import functools
+import os
+import socket
+import sys
+
+from .connection import Connection
+from .executor import BlockingExecutor
+from .logs import AccessLog, log_error
+from .reactor import EVENT_READ, Reactor, make_selector
+from .responses import HeadRenderer
+from .static import StaticSite
+
+# Accept at most this many connections per readiness event, so a flood of new
+# connections cannot starve the ones already open.
+ACCEPT_BATCH = 64
+# Out of descriptors (EMFILE): stop accepting for this long instead of spinning
+# on a listening socket that stays readable. Open connections go on being served.
+ACCEPT_BACKOFF_SECONDS = 0.5
+LISTEN_BACKLOG = 1024
+
+_OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
+class Server:
+    """A static file server on one reactor thread."""
+
+    def __init__(self, config, access_stream=None):
+        self.config = config
+        self.reactor = Reactor(make_selector(config.selector))
+        self.executor = BlockingExecutor(self.reactor, config.blocking_threads)
+        self.site = StaticSite(config, self.executor)
+        self.renderer = HeadRenderer()
+        self.access_log = AccessLog(self.reactor, access_stream, enabled=not config.quiet)
+        self.use_sendfile = config.use_sendfile and hasattr(os, "sendfile")
+        self.connections = set()
+        self.listeners = []
+        self._accepting = False
+
+    # -- listening ---------------------------------------------------------------
+
+    def listen(self):
+        """Bind and listen. Raises OSError (address in use, ...) for the caller to report."""
+        config = self.config
+        host = config.bind or None
+        infos = socket.getaddrinfo(host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, protocol, _, address = infos[0]
+        listener = socket.socket(family, kind, protocol)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and address[0] == "::":
+                # "::" means every address, IPv4 ones too (dual stack).
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            listener.bind(address)
+            listener.listen(LISTEN_BACKLOG)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        self.listeners.append(listener)
+        self._start_accepting()
+
+    def urls(self):
+        """The http:// URL of each listening socket."""
+        urls = []
+        for listener in self.listeners:
+            host, port = listener.getsockname()[:2]
+            if listener.family == socket.AF_INET6:
+                host = f"[{host}]"
+            urls.append(f"http://{host}:{port}/")
+        return urls
+
+    def _start_accepting(self):
+        if self._accepting:
+            return
+        for listener in self.listeners:
+            self.reactor.register(listener, EVENT_READ, functools.partial(self.on_acceptable, listener))
+        self._accepting = True
+
+    def _pause_accepting(self, seconds):
+        if not self._accepting:
+            return
+        for listener in self.listeners:
+            self.reactor.unregister(listener)
+        self._accepting = False
+        self.reactor.call_later(seconds, self._start_accepting)
+
+    def on_acceptable(self, listener, mask):
+        """Reactor callback: connections are waiting on a listening socket."""
+        fd_limit = self.reactor.fd_limit
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in _OUT_OF_RESOURCES:
+                    log_error(f"cannot accept: {error.strerror}; pausing accepts for "
+                              f"{ACCEPT_BACKOFF_SECONDS} s")
+                    self._pause_accepting(ACCEPT_BACKOFF_SECONDS)
+                    return
+                continue  # ECONNABORTED and friends: that client is gone already
+            if fd_limit is not None and sock.fileno() >= fd_limit:
+                # select() cannot watch this descriptor: refuse the connection.
+                sock.close()
+                continue
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                # Responses go out in one send; don't let Nagle hold the last packet.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client = address[0] if isinstance(address, tuple) else "-"
+            connection = Connection(self, sock, client)
+            self.connections.add(connection)
+            connection.start()
+
+    def forget(self, connection):
+        """Called by a connection when it closes."""
+        self.connections.discard(connection)
+
+    # -- running -------------------------------------------------------------------
+
+    def serve_forever(self):
+        """Run the loop on this thread until ``stop()``; then release everything."""
+        try:
+            self.reactor.run()
+        finally:
+            self._close_everything()
+
+    def stop(self):
+        """Stop serving (loop thread; from elsewhere use call_soon_threadsafe)."""
+        self.reactor.stop()
+
+    def _close_everything(self):
+        if self._accepting:
+            for listener in self.listeners:
+                self.reactor.unregister(listener)
+            self._accepting = False
+        for listener in self.listeners:
+            listener.close()
+        for connection in list(self.connections):
+            connection.close()
+        self.executor.shutdown()
+        self.access_log.flush()
+        self.reactor.close()

@@ -1,0 +1,202 @@
+"""Shared fixtures: the real server in a subprocess on an ephemeral port."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_ROOT = os.path.join(REPO, "www")
+IN_CI = os.environ.get("CI") == "true"
+
+_BANNER = re.compile(r"Serving (.+) at http://(\[[^\]]+\]|[^:/]+):(\d+)/")
+
+
+def require_program(name):
+    """Skip when a program is missing locally; fail under CI=true, never skip silently."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is required under CI=true but is not installed")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+class ServerProcess:
+    """A running `python -m reactor_http` and what it printed."""
+
+    def __init__(self, args, root, cwd=None, env=None, preexec_fn=None):
+        self.root = root
+        command = [sys.executable, "-m", "reactor_http", "--port", "0", "--root", root, *args]
+        environment = dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED="1")
+        if env:
+            environment.update(env)
+        self.process = subprocess.Popen(
+            command, cwd=cwd or REPO, env=environment, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+        self.stdout_lines = []
+        self.stderr_lines = []
+        self._banner = threading.Event()
+        self._stdout_reader = threading.Thread(target=self._pump, args=(self.process.stdout, self.stdout_lines, True), daemon=True)
+        self._stderr_reader = threading.Thread(target=self._pump, args=(self.process.stderr, self.stderr_lines, False), daemon=True)
+        self._stdout_reader.start()
+        self._stderr_reader.start()
+        if not self._banner.wait(30):
+            self.stop()
+            raise RuntimeError(f"server did not start: {self.stderr_lines}")
+        match = _BANNER.search(self.stdout_lines[0])
+        self.host = match.group(2).strip("[]")
+        self.port = int(match.group(3))
+        self.pid = self.process.pid
+
+    def _pump(self, stream, lines, is_stdout):
+        for line in stream:
+            lines.append(line)
+            if is_stdout and _BANNER.search(line):
+                self._banner.set()
+        if is_stdout:
+            self._banner.set()
+
+    @property
+    def url(self):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def connect(self, timeout=10):
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        return sock
+
+    def wait_for_log(self, predicate, timeout=10):
+        """Wait until an access-log line satisfies predicate; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.stdout_lines):
+                if predicate(line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no such log line in {self.stdout_lines[-20:]}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stdout_reader.join(5)
+        self._stderr_reader.join(5)
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_server():
+    """Factory: start_server(*flags, root=...) -> ServerProcess; all stopped at teardown."""
+    servers = []
+
+    def start(*args, root=DEMO_ROOT, **kwargs):
+        server = ServerProcess(list(args), root, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        stderr = "".join(server.stderr_lines)
+        assert "Traceback" not in stderr or getattr(server, "tracebacks_expected", False), stderr
+
+
+@pytest.fixture(params=["epoll", "poll"])
+def selector(request):
+    """Run a test under each readiness backend (the portable path must work too)."""
+    return request.param
+
+
+@pytest.fixture
+def server(start_server, selector):
+    """The demo site served with the given selector."""
+    return start_server("--selector", selector)
+
+
+class RawClient:
+    """A raw-socket HTTP client that reads responses exactly as framed on the wire."""
+
+    def __init__(self, sock, timeout=10):
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.buffer = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError(f"server closed; unparsed bytes: {self.buffer[:200]!r}")
+        self.buffer += data
+
+    def read_response(self, head_request=False):
+        """One response: (status, headers with lower-case names, body bytes)."""
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        version, status = lines[0].split(" ")[:2]
+        assert version == "HTTP/1.1", lines[0]
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            assert name.lower() not in headers, f"repeated field {name}"
+            headers[name.lower()] = value.strip()
+        status = int(status)
+        length = 0 if head_request or status in (204, 304) else int(headers["content-length"])
+        while len(self.buffer) < length:
+            self._fill()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, headers, body
+
+    def request(self, data, head_request=False):
+        self.send(data)
+        return self.read_response(head_request)
+
+    def is_closed_by_peer(self, timeout=10):
+        """True if the server closes (EOF or reset) with no further bytes."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+        assert data == b"", f"unexpected bytes after the response: {data[:200]!r}"
+        return True
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def client_for():
+    """Factory: client_for(server) -> RawClient on a new connection; closed at teardown."""
+    clients = []
+
+    def connect(server, timeout=10):
+        client = RawClient(server.connect(), timeout)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
+
+
+def get(path="/", host="x", extra=""):
+    """Bytes of a simple HTTP/1.1 GET."""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode("latin-1")
