@@ -92,11 +92,13 @@ class Request:
 class RequestParser:
     """Incremental parser for a stream of request heads on one connection."""
 
-    __slots__ = ("_buffer", "_checked_to", "max_request_line", "max_header_bytes", "max_header_count")
+    __slots__ = ("_buffer", "_checked_to", "_line_end", "max_request_line", "max_header_bytes",
+                 "max_header_count")
 
     def __init__(self, max_request_line=8192, max_header_bytes=16384, max_header_count=100):
         self._buffer = bytearray()
-        self._checked_to = 0  # bytes before this offset hold no bare LF
+        self._checked_to = 0  # bytes before this offset hold no bare LF and no CRLFCRLF
+        self._line_end = -1   # offset of the request line's CRLF, once seen
         self.max_request_line = max_request_line
         self.max_header_bytes = max_header_bytes
         self.max_header_count = max_header_count
@@ -122,13 +124,16 @@ class RequestParser:
         buffer = self._buffer
         if buffer[:2] == b"\r\n":
             self._skip_empty_lines()
-        end = buffer.find(b"\r\n\r\n")
+        # Bytes before _checked_to were searched on an earlier call; only an end
+        # that overlaps the new bytes can be new, so the search is linear overall.
+        end = buffer.find(b"\r\n\r\n", max(self._checked_to - 3, 0))
         if end < 0:
             self._check_incomplete_head()
             return None
         head = bytes(buffer[:end + 2]).decode("latin-1")  # latin-1: bytes <-> str, lossless
         del buffer[:end + 4]  # O(1): bytearray drops a prefix by moving its start
         self._checked_to = 0
+        self._line_end = -1
         return self._parse_head(head)
 
     def _skip_empty_lines(self):
@@ -137,26 +142,45 @@ class RequestParser:
         while buffer[start:start + 2] == b"\r\n":
             start += 2
         del buffer[:start]
+        self._checked_to = 0  # offsets into the old buffer mean nothing now
+        self._line_end = -1
 
     def _check_incomplete_head(self):
         """Fail early on a head that is already too long or malformed, so that a
         client cannot hold the connection with it until the header timeout."""
         buffer = self._buffer
-        line_end = buffer.find(b"\r\n", 0, self.max_request_line + 2)
-        if line_end < 0 and len(buffer) > self.max_request_line:
-            raise ProtocolError(414, "request line too long")
-        if len(buffer) > self.max_request_line + self.max_header_bytes + 4:
-            raise ProtocolError(431, "request header section too large")
-        # Look for a bare LF in the bytes not yet checked. Starting one byte back
-        # lets us see the CR before an LF that begins the new bytes; an LF
-        # already checked at that position is skipped. Each byte is checked
-        # once, so a head sent one byte at a time still costs linear time.
+        # Look for a bare LF or CR (and the request line's end) in the bytes
+        # not yet checked. Starting one byte back lets us see the CR before an
+        # LF that begins the new bytes; an LF already checked at that position
+        # is skipped. Each byte is checked once, so a head sent one byte at a
+        # time still costs linear time.
         start = max(self._checked_to - 1, 0)
-        if buffer[start:start + 1] == b"\n":
+        if self._checked_to and buffer[start:start + 1] == b"\n":
             start += 1
         region = buffer[start:]
-        if region.count(b"\n") != region.count(b"\r\n"):
+        crlf_count = region.count(b"\r\n")
+        if region.count(b"\n") != crlf_count:
             raise ProtocolError(400, "line ends in a bare LF; CRLF is required")
+        # Likewise a CR not followed by LF (a trailing CR may still get its LF):
+        # otherwise "\r\n\r\r\n" would wait for an end that never comes.
+        if region.count(b"\r") - region.endswith(b"\r") != crlf_count:
+            raise ProtocolError(400, "bare CR; CRLF is required")
+        if self._line_end < 0:
+            found = region.find(b"\r\n")
+            if found >= 0:
+                self._line_end = start + found
+        # A trailing CR may begin the CRLF that ends what precedes it, so it
+        # does not count against a limit yet: a line of exactly the limit passes.
+        received = len(buffer) - buffer.endswith(b"\r")
+        if self._line_end < 0:
+            if received > self.max_request_line:
+                raise ProtocolError(414, "request line too long")
+        elif self._line_end > self.max_request_line:
+            raise ProtocolError(414, "request line too long")
+        # The section so far is every byte after the request line's CRLF, as
+        # _parse_head counts it (field lines with their CRLFs): it can only grow.
+        elif received - (self._line_end + 2) > self.max_header_bytes:
+            raise ProtocolError(431, "request header section too large")
         self._checked_to = len(buffer)
 
     def _parse_head(self, head):
