@@ -39,9 +39,12 @@ class BlockingExecutor:
 
     def submit(self, job, args, on_completion):
         """Run ``job(*args)`` on a worker; later call ``on_completion(outcome)``
-        on the loop thread. Loop thread only."""
-        self.jobs_in_flight += 1
+        on the loop thread. Loop thread only. Raises RuntimeError after
+        ``shutdown()``."""
         self._pool.submit(self._run, job, args, on_completion, time.monotonic())
+        # Counted only once accepted: a refused job will never complete. The
+        # completion cannot run before this line: it runs on this thread.
+        self.jobs_in_flight += 1
 
     def _run(self, job, args, on_completion, submitted_at):
         # This runs on a worker thread.
@@ -59,6 +62,7 @@ class BlockingExecutor:
         self.jobs_in_flight -= 1
         on_completion(outcome)
 
-    def shutdown(self):
-        """Stop taking jobs; jobs not yet started are dropped. Loop thread."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def shutdown(self, wait=False):
+        """Stop taking jobs; jobs not yet started are dropped. With ``wait``,
+        also wait for the running ones to finish. Loop thread."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)

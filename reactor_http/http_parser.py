@@ -131,10 +131,13 @@ class RequestParser:
             self._check_incomplete_head()
             return None
         head = bytes(buffer[:end + 2]).decode("latin-1")  # latin-1: bytes <-> str, lossless
+        # Parse before consuming: after an error the bad head stays in the
+        # buffer, so first_line() can still show it in the access log.
+        request = self._parse_head(head)
         del buffer[:end + 4]  # O(1): bytearray drops a prefix by moving its start
         self._checked_to = 0
         self._line_end = -1
-        return self._parse_head(head)
+        return request
 
     def _skip_empty_lines(self):
         buffer = self._buffer

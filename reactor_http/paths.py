@@ -61,17 +61,21 @@ def parse_target(target, show_hidden=False):
     path, _, query = target.partition("?")
     if "#" in path:
         raise PathError(400, "a fragment is not part of a request target")
-    if "%" in path:
-        if _BAD_PERCENT.search(path):
-            raise PathError(400, "malformed percent-encoding")
-        try:
+    if "%" in path and _BAD_PERCENT.search(path):
+        raise PathError(400, "malformed percent-encoding")
+    try:
+        # encode() also refuses lone surrogates, which a str (never the wire)
+        # can hold and which no file name or Location could carry.
+        path.encode("utf-8")
+        if "%" in path:
             path = unquote_to_bytes(path).decode("utf-8")
-        except UnicodeDecodeError:
-            raise PathError(400, "the path is not UTF-8") from None
+    except UnicodeError:
+        raise PathError(400, "the path is not UTF-8") from None
     if _CONTROL.search(path):
         raise PathError(400, "control character in the path")
     segments = []
-    for segment in path.split("/"):
+    raw_segments = path.split("/")
+    for segment in raw_segments:
         if segment == "" or segment == ".":
             continue  # "//" and "/./" mean what "/" means
         if segment == "..":
@@ -79,7 +83,9 @@ def parse_target(target, show_hidden=False):
         if segment[0] == "." and not show_hidden and not (segment == WELL_KNOWN and not segments):
             raise PathError(404, None)  # hidden: answer as if it were not there
         segments.append(segment)
-    return RequestPath(segments, path.endswith("/"), query)
+    # A last segment of "." names the directory itself, so "/a/." means "/a/"
+    # (RFC 3986 §5.2.4) and "/." means "/", never a root without its slash.
+    return RequestPath(segments, raw_segments[-1] in ("", "."), query)
 
 
 def is_hidden(relative_path):

@@ -18,8 +18,8 @@ One turn of the loop has four phases, always in this order:
 1. compute how long select may sleep: until the next timer, or not at all when
    callbacks are waiting;
 2. select, and call the callback stored with each ready file object;
-3. run the timers that are due;
-4. run the callbacks queued before this turn began.
+3. run the timers that were due when the phase began;
+4. run the callbacks queued before that phase began.
 
 Readable does not mean "a request arrived": it may mean end-of-file or an error,
 which the callback finds out when it reads. Writable does not mean "sent": it
@@ -39,7 +39,6 @@ EVENT_WRITE = selectors.EVENT_WRITE
 SELECTOR_CLASSES = {
     "epoll": getattr(selectors, "EpollSelector", None),
     "kqueue": getattr(selectors, "KqueueSelector", None),
-    "devpoll": getattr(selectors, "DevpollSelector", None),
     "poll": getattr(selectors, "PollSelector", None),
     "select": selectors.SelectSelector,
 }
@@ -68,10 +67,11 @@ class Timer:
     the entry stays in the heap and is skipped when it comes due, which makes
     cancelling O(1). Loop thread only."""
 
-    __slots__ = ("when", "callback", "args", "cancelled")
+    __slots__ = ("when", "sequence", "callback", "args", "cancelled")
 
-    def __init__(self, when, callback, args):
+    def __init__(self, when, callback, args, sequence=0):
         self.when = when
+        self.sequence = sequence  # breaks ties: equal due times run first-made first
         self.callback = callback
         self.args = args
         self.cancelled = False
@@ -81,7 +81,9 @@ class Timer:
         self.callback = self.args = None  # let go of what the callback holds
 
     def __lt__(self, other):
-        return self.when < other.when
+        # A heap is not stable: without the sequence, timers due at the same
+        # time would run in an arbitrary order.
+        return (self.when, self.sequence) < (other.when, other.sequence)
 
 
 class _SocketPairWaker:
@@ -157,6 +159,7 @@ class Reactor:
         self.fd_limit = SELECT_FD_LIMIT if isinstance(self.selector, selectors.SelectSelector) else None
         self._timers = []  # a heap of Timer, earliest first
         self._cancelled_timers = 0
+        self._timers_made = 0  # the sequence number of the newest timer
         self._ready = collections.deque()  # callbacks queued by any thread
         self._waker = waker if waker is not None else make_waker()
         self._wake_pending = False
@@ -182,7 +185,8 @@ class Reactor:
 
     def call_later(self, delay, callback, *args):
         """Run ``callback(*args)`` on the loop thread after ``delay`` seconds."""
-        timer = Timer(self.clock() + delay, callback, args)
+        self._timers_made += 1
+        timer = Timer(self.clock() + delay, callback, args, self._timers_made)
         heapq.heappush(self._timers, timer)
         return timer
 
@@ -218,8 +222,14 @@ class Reactor:
             self._waker.wake()
 
     def _on_wake(self, mask):
-        self._wake_pending = False
+        # Drain first, then clear the flag. The other order loses wake-ups: a
+        # post landing between the two would see no wake pending, write to the
+        # channel, and have its byte drained away, leaving the flag set with
+        # an empty channel, so no later post would ever wake the loop. In this
+        # order such a post skips the wake, and its callback still runs in
+        # phase 4 of this very turn.
         self._waker.drain()
+        self._wake_pending = False
 
     # -- the loop ----------------------------------------------------------------
 
@@ -249,10 +259,15 @@ class Reactor:
         self._dispatch(self.selector.select(timeout))
 
         # Phase 3: due timers. The clock is read once for the whole phase.
+        # Timers made during the phase wait for the next turn even if already
+        # due, as in phase 4, so a timer re-arming itself with a zero delay
+        # cannot starve the selector. self._timers is read afresh each time
+        # because cancel() may replace it (compaction) from inside a callback.
         now = self.clock()
-        timers = self._timers
-        while timers and timers[0].when <= now:
-            timer = heapq.heappop(timers)
+        newest = self._timers_made
+        while (self._timers and self._timers[0].when <= now
+               and self._timers[0].sequence <= newest):
+            timer = heapq.heappop(self._timers)
             if timer.cancelled:
                 self._cancelled_timers -= 1
                 continue

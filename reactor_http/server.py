@@ -147,6 +147,8 @@ class Server:
             listener.close()
         for connection in list(self.connections):
             connection.close()
-        self.executor.shutdown()
+        # Wait for running jobs (short file operations), so that none posts
+        # its completion to a reactor whose wake-up channel is closed.
+        self.executor.shutdown(wait=True)
         self.access_log.flush()
         self.reactor.close()
