@@ -1,6 +1,7 @@
 """The command line: flags to a Config, then start the server and handle signals."""
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -8,7 +9,7 @@ import sys
 from . import __version__
 from .config import Config
 from .reactor import SELECTOR_CLASSES
-from .server import Server
+from .server import Server, raise_descriptor_limit
 
 EXIT_USAGE = 2
 
@@ -29,7 +30,7 @@ def _port(text):
 
 def _seconds(text):
     value = float(text)
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
@@ -70,6 +71,16 @@ def build_parser():
                         help="largest header section; larger gets 431 (default: %(default)s)")
     limits.add_argument("--max-headers", type=_positive_int, default=defaults.max_header_count,
                         metavar="N", help="most header fields; more gets 431 (default: %(default)s)")
+    limits.add_argument("--max-body", type=_positive_int, default=defaults.max_body, metavar="BYTES",
+                        help="largest request body (framed and discarded); larger gets 413 "
+                             "(default: %(default)s)")
+    limits.add_argument("--max-connections", type=_positive_int, default=defaults.max_connections,
+                        metavar="N", help="connections at once; beyond it new ones wait in the "
+                                          "listen backlog (default: %(default)s)")
+    limits.add_argument("--max-requests", type=_positive_int,
+                        default=defaults.max_requests_per_connection, metavar="N",
+                        help="requests on one connection before it is closed "
+                             "(default: %(default)s)")
     limits.add_argument("--keepalive-timeout", type=_seconds, default=defaults.keepalive_timeout,
                         metavar="SECONDS",
                         help="close a keep-alive connection idle this long (default: %(default)s)")
@@ -90,6 +101,8 @@ def config_from_args(args):
         quiet=args.quiet, selector=args.selector, show_hidden=args.show_hidden,
         use_sendfile=not args.no_sendfile, max_request_line=args.max_request_line,
         max_header_bytes=args.max_header_bytes, max_header_count=args.max_headers,
+        max_body=args.max_body, max_connections=args.max_connections,
+        max_requests_per_connection=args.max_requests,
         keepalive_timeout=args.keepalive_timeout, header_timeout=args.header_timeout,
         send_timeout=args.send_timeout)
 
@@ -105,6 +118,7 @@ def main(argv=None):
     if not os.path.isdir(config.root):
         what = "does not exist" if not os.path.exists(config.root) else "is not a directory"
         return _fail(f"--root {config.root!r} {what}")
+    raise_descriptor_limit(config.max_connections)
     try:
         server = Server(config)
     except ValueError as error:  # a selector this platform does not have

@@ -25,6 +25,14 @@ class Config:
     max_request_line: int = 8 * 1024       # -> 414 URI Too Long
     max_header_bytes: int = 16 * 1024      # -> 431 Request Header Fields Too Large
     max_header_count: int = 100            # -> 431
+    # Request bodies are framed and discarded (nothing here uses them);
+    # nginx's client_max_body_size is 1 MiB too.
+    max_body: int = 1024 * 1024            # -> 413
+    # Connections at once; beyond it the server stops accepting until one closes.
+    # (Each costs a descriptor: the server raises its soft RLIMIT_NOFILE to fit.)
+    max_connections: int = 10000
+    # Requests on one connection before it is closed (nginx keepalive_requests).
+    max_requests_per_connection: int = 1000
 
     # Timeouts, in seconds, all on the monotonic clock.
     keepalive_timeout: float = 15.0        # idle between requests (nginx: 75 s)

@@ -7,7 +7,7 @@ the work that state allows, and moves to the next state through ``_enter``,
 the single place where the state changes, checked against TRANSITIONS.
 
     IDLE              keep-alive: waiting for the first byte of a request
-    READING_HEAD      some of a request head has arrived, the rest has not
+    READING_REQUEST   some of a request (head, or a body we discard) has arrived
     WAITING_EXECUTOR  a job on the executor (open a file, read a chunk) will answer
     WRITING           sending a response; blocked sends wait for writability
     CLOSING           error response sent, write side shut: draining input, then close
@@ -44,7 +44,7 @@ _PEER_GONE = (ConnectionError, TimeoutError)
 
 class State(enum.Enum):
     IDLE = "idle"
-    READING_HEAD = "reading-head"
+    READING_REQUEST = "reading-request"
     WAITING_EXECUTOR = "waiting-executor"
     WRITING = "writing"
     CLOSING = "closing"
@@ -54,17 +54,17 @@ class State(enum.Enum):
 # Every legal transition, with the reason it happens. ``_enter`` refuses any
 # other, so this table is the whole truth about the connection's life.
 TRANSITIONS = {
-    (State.IDLE, State.READING_HEAD): "bytes of a request arrived",
+    (State.IDLE, State.READING_REQUEST): "bytes of a request arrived",
     (State.IDLE, State.CLOSED): "peer closed, or keep-alive timeout",
-    (State.READING_HEAD, State.WAITING_EXECUTOR): "request parsed; file work submitted",
-    (State.READING_HEAD, State.WRITING): "request answered without the disk (error, 405, ...)",
-    (State.READING_HEAD, State.CLOSED): "peer closed mid-head",
+    (State.READING_REQUEST, State.WAITING_EXECUTOR): "request parsed; file work submitted",
+    (State.READING_REQUEST, State.WRITING): "request answered without the disk (error, 405, ...)",
+    (State.READING_REQUEST, State.CLOSED): "peer closed mid-head",
     (State.WAITING_EXECUTOR, State.WRITING): "executor job completed",
     (State.WAITING_EXECUTOR, State.CLOSED): "peer gone or server stopping",
     (State.WRITING, State.WAITING_EXECUTOR): "need the next file chunk, or next pipelined request",
     (State.WRITING, State.WRITING): "next pipelined request answered at once",
     (State.WRITING, State.IDLE): "response sent; keep-alive",
-    (State.WRITING, State.READING_HEAD): "response sent; part of the next request is buffered",
+    (State.WRITING, State.READING_REQUEST): "response sent; part of the next request is buffered",
     (State.WRITING, State.CLOSING): "response sent; closing after an error",
     (State.WRITING, State.CLOSED): "response sent with Connection: close, or send failed",
     (State.CLOSING, State.CLOSED): "peer closed, or linger timeout",
@@ -75,7 +75,7 @@ TRANSITIONS = {
 # what pushes back on a client that pipelines faster than we answer.
 INTEREST = {
     State.IDLE: EVENT_READ,
-    State.READING_HEAD: EVENT_READ,
+    State.READING_REQUEST: EVENT_READ,
     State.WAITING_EXECUTOR: 0,
     State.WRITING: EVENT_WRITE,  # registered only while a send is blocked
     State.CLOSING: EVENT_READ,
@@ -90,6 +90,7 @@ class Connection:
         "sock", "client", "state", "_server", "_reactor", "_config", "_parser",
         "_interest", "_timer", "_deadline", "_request", "_response", "_head_only",
         "_keep_alive", "_linger", "_log_line", "_out", "_file", "_body_sent", "_job_in_flight",
+        "_requests_seen",
     )
 
     def __init__(self, server, sock, client):
@@ -100,7 +101,7 @@ class Connection:
         self._reactor = server.reactor
         self._config = config = server.config
         self._parser = RequestParser(config.max_request_line, config.max_header_bytes,
-                                     config.max_header_count)
+                                     config.max_header_count, config.max_body)
         self._interest = 0
         self._timer = None
         self._deadline = None
@@ -114,6 +115,7 @@ class Connection:
         self._file = None        # FileBody still to send after _out
         self._body_sent = 0
         self._job_in_flight = False
+        self._requests_seen = 0
 
     def start(self):
         """Begin waiting for the first request. A client that connects and
@@ -159,7 +161,7 @@ class Connection:
         if self.state is State.CLOSING:
             self._drain_while_closing()
             return
-        if self.state is not State.IDLE and self.state is not State.READING_HEAD:
+        if self.state is not State.IDLE and self.state is not State.READING_REQUEST:
             return  # not reading now: the bytes wait in the kernel (backpressure)
         try:
             data = self.sock.recv(RECV_BYTES)
@@ -173,7 +175,7 @@ class Connection:
             return
         self._parser.feed(data)
         if self.state is State.IDLE:
-            self._enter(State.READING_HEAD)
+            self._enter(State.READING_REQUEST)
             # The header timeout runs from the first byte, and is not reset
             # by later bytes: one byte every few seconds does not buy time.
             self._set_deadline(self._config.header_timeout)
@@ -198,13 +200,14 @@ class Connection:
                               self._parser.first_line(), close=True)
                 return
             if request is None:
-                if self.state is not State.READING_HEAD:
+                if self.state is not State.READING_REQUEST:
                     # Part of a pipelined request is buffered: its head timeout starts now.
-                    self._enter(State.READING_HEAD)
+                    self._enter(State.READING_REQUEST)
                     self._set_deadline(self._config.header_timeout)
                 self._update_interest()
                 return
             self._request = request
+            self._requests_seen += 1
             response = self._server.site.handle(request, self.on_response)
             if response is None:
                 self._enter(State.WAITING_EXECUTOR)
@@ -234,9 +237,11 @@ class Connection:
         request = self._request
         if request is not None:
             self._head_only = request.method == "HEAD"
-            # A request with a body we do not read: answer, then close, so that
-            # the body can never be taken for the next request.
-            keep_alive = request.keep_alive and not request.has_body
+            # A body we did not read (Expect: 100-continue): answer, then close,
+            # so that the body can never be taken for the next request. And a
+            # connection has a request budget, as nginx's keepalive_requests.
+            keep_alive = (request.keep_alive and not request.body_unread
+                          and self._requests_seen < self._config.max_requests_per_connection)
         else:
             self._head_only = False
             keep_alive = False
@@ -249,7 +254,7 @@ class Connection:
             connection_field = "Connection: close\r\n"
         # Linger (drain input before closing) when the client may still be
         # sending: after an error, or when it announced a body we did not read.
-        self._linger = not keep_alive and (request is None or request.has_body or response.status >= 400)
+        self._linger = not keep_alive and (request is None or request.body_unread or response.status >= 400)
         self._keep_alive = keep_alive
         self._response = response
         self._log_line = request_line
@@ -448,7 +453,7 @@ class Connection:
     def on_timeout(self):
         state = self.state
         try:
-            if state is State.READING_HEAD:
+            if state is State.READING_REQUEST:
                 self._request = None
                 self._respond(error_response(408, "the request head took too long", close=True),
                               self._parser.first_line(), close=True)

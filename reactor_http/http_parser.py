@@ -37,6 +37,11 @@ is how request smuggling happens:
 
 import re
 
+from .errors import ProtocolError
+from .http_body import ChunkedBody, LengthBody
+
+__all__ = ["ProtocolError", "Request", "RequestParser"]
+
 # The request line, checked in one regular-expression match. The target may
 # hold any visible ASCII character; the static layer decides what it means.
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -61,29 +66,29 @@ _SINGLETON_FIELDS = frozenset(("host", "content-length"))
 _KNOWN_CODINGS = frozenset(("chunked", "gzip", "x-gzip", "deflate", "compress", "identity"))
 
 
-class ProtocolError(Exception):
-    """A request the server must refuse; ``status`` is the response to send."""
-
-    def __init__(self, status, detail):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
 class Request:
-    """One parsed request head. Field names are lower-case; a field sent more
+    """One parsed request. Field names are lower-case; a field sent more
     than once has its values joined with ", " (RFC 9110 §5.3)."""
 
-    __slots__ = ("method", "target", "version", "headers", "keep_alive", "has_body", "request_line")
+    __slots__ = ("method", "target", "version", "headers", "keep_alive", "has_body", "request_line",
+                 "content_length", "chunked", "expects_continue", "body_unread", "body")
 
-    def __init__(self, method, target, version, headers, keep_alive, has_body, request_line):
+    def __init__(self, method, target, version, headers, keep_alive, request_line,
+                 content_length=None, chunked=False):
         self.method = method            # "GET"
         self.target = target            # "/index.html?x=1", as sent
         self.version = version          # "HTTP/1.1"
         self.headers = headers          # {"host": "example.com", ...}
         self.keep_alive = keep_alive    # may the connection stay open after it?
-        self.has_body = has_body        # does it announce a body?
         self.request_line = request_line
+        self.content_length = content_length  # the body's length, if framed by Content-Length
+        self.chunked = chunked          # is the body framed by chunked coding?
+        self.has_body = chunked or bool(content_length)
+        # "Expect: 100-continue" with a body: the client waits for our answer
+        # before sending the body, so the request is handed out before it.
+        self.expects_continue = False
+        self.body_unread = False        # handed out before its body was read
+        self.body = None                # the body bytes, only if the parser keeps bodies
 
     def __repr__(self):
         return f"<Request {self.request_line!r}>"
@@ -92,16 +97,21 @@ class Request:
 class RequestParser:
     """Incremental parser for a stream of request heads on one connection."""
 
-    __slots__ = ("_buffer", "_checked_to", "_line_end", "max_request_line", "max_header_bytes",
-                 "max_header_count")
+    __slots__ = ("_buffer", "_checked_to", "_line_end", "_body_reader", "_body_owner",
+                 "max_request_line", "max_header_bytes", "max_header_count", "max_body", "keep_bodies")
 
-    def __init__(self, max_request_line=8192, max_header_bytes=16384, max_header_count=100):
+    def __init__(self, max_request_line=8192, max_header_bytes=16384, max_header_count=100,
+                 max_body=1024 * 1024, keep_bodies=False):
         self._buffer = bytearray()
+        self._body_reader = None  # the framing of a body still being read
+        self._body_owner = None   # its request, if not handed out yet
         self._checked_to = 0  # bytes before this offset hold no bare LF and no CRLFCRLF
         self._line_end = -1   # offset of the request line's CRLF, once seen
         self.max_request_line = max_request_line
         self.max_header_bytes = max_header_bytes
         self.max_header_count = max_header_count
+        self.max_body = max_body          # larger bodies get 413
+        self.keep_bodies = keep_bodies    # collect body bytes (tests); else discard them
 
     def feed(self, data):
         """Append bytes received from the peer."""
@@ -119,8 +129,18 @@ class RequestParser:
     def next_request(self):
         """Return the next complete Request, or None when more bytes are needed.
 
-        Raises ProtocolError for a head that can never become valid.
+        A request is complete once its body (if any) has been read, except
+        that a request with "Expect: 100-continue" is returned as soon as its
+        head is, with ``body_unread`` set: the client waits for an answer.
+        Raises ProtocolError for a request that can never become valid.
         """
+        if self._body_reader is not None:
+            if not self._body_reader.consume(self._buffer):
+                return None
+            self._body_reader = None
+            request, self._body_owner = self._body_owner, None
+            if request is not None:
+                return request
         buffer = self._buffer
         if buffer[:2] == b"\r\n":
             self._skip_empty_lines()
@@ -137,7 +157,34 @@ class RequestParser:
         del buffer[:end + 4]  # O(1): bytearray drops a prefix by moving its start
         self._checked_to = 0
         self._line_end = -1
+        if request.has_body:
+            return self._start_body(request)
         return request
+
+    def _start_body(self, request):
+        """Begin reading a request's body. Return the request if it can be
+        handed out now, or None while its body is still arriving."""
+        if self.keep_bodies:
+            request.body = bytearray()
+        if request.chunked:
+            reader = ChunkedBody(self.max_body, self.max_header_bytes, request.body)
+        elif request.content_length > self.max_body:
+            raise ProtocolError(413, "request body too large")
+        else:
+            reader = LengthBody(request.content_length, request.body)
+        if request.expects_continue:
+            # The client waits for our answer before it sends the body, and
+            # our answer will be final (nothing here accepts a body), so the
+            # body is never read: the connection closes after the response
+            # (RFC 9110 §10.1.1).
+            request.body_unread = True
+            self._body_reader = reader
+            return request
+        if reader.consume(self._buffer):
+            return request
+        self._body_reader = reader
+        self._body_owner = request
+        return None
 
     def _skip_empty_lines(self):
         buffer = self._buffer
@@ -233,14 +280,20 @@ class RequestParser:
         elif _HOST.fullmatch(host) is None:
             raise ProtocolError(400, "malformed Host field")
 
-        has_body = _announces_body(headers)
+        content_length, chunked = _body_framing(headers, minor)
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() != "100-continue":
+            raise ProtocolError(417, "the only expectation supported is 100-continue")
         connection = headers.get("connection")
         if minor == "0":
             # HTTP/1.0 closes unless the client asked to keep it (RFC 9112 §9.3).
             keep_alive = connection is not None and "keep-alive" in _tokens(connection)
         else:
             keep_alive = connection is None or "close" not in _tokens(connection)
-        return Request(method, target, "HTTP/1." + minor, headers, keep_alive, has_body, request_line)
+        request = Request(method, target, "HTTP/1." + minor, headers, keep_alive, request_line,
+                          content_length, chunked)
+        request.expects_continue = expect is not None and request.has_body
+        return request
 
 
 def _tokens(value):
@@ -248,10 +301,10 @@ def _tokens(value):
     return {token.strip(" \t").lower() for token in value.split(",")}
 
 
-def _announces_body(headers):
-    """Whether a request has a body, after checking its framing (RFC 9112 §6).
-
-    Raises ProtocolError for framing that a proxy might read differently."""
+def _body_framing(headers, minor):
+    """How the body is framed: (content_length or None, chunked), after
+    checking the framing (RFC 9112 §6). Raises ProtocolError for framing that
+    a proxy in front of us might read differently."""
     transfer_encoding = headers.get("transfer-encoding")
     content_length = headers.get("content-length")
     if transfer_encoding is not None:
@@ -264,14 +317,17 @@ def _announces_body(headers):
             raise ProtocolError(400, "unknown transfer coding")
         if codings[-1] != "chunked" or codings.count("chunked") != 1:
             raise ProtocolError(400, "the last transfer coding must be chunked, once")
-        return True
+        if minor == "0":
+            # HTTP/1.0 has no chunked coding: its framing is faulty (9112 §6.1).
+            raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        return None, True
     if content_length is not None:
         # 1*DIGIT, nothing else: no sign, no space, no list (RFC 9110 §8.6).
         # 18 digits is far beyond any body we accept and cannot overflow.
         if not (content_length.isdigit() and content_length.isascii() and len(content_length) <= 18):
             raise ProtocolError(400, "malformed Content-Length")
-        return int(content_length) > 0
-    return False
+        return int(content_length), False
+    return None, False
 
 
 def _describe_bad_field(section):

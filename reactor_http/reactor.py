@@ -48,6 +48,10 @@ SELECTOR_CLASSES = {
 # connections whose descriptor would not fit rather than crash.
 SELECT_FD_LIMIT = 1024
 
+# epoll cannot sleep longer than about 24.8 days in one call (a 32-bit count of
+# milliseconds); no select() call here sleeps longer than a day.
+MAX_SELECT_SECONDS = 24 * 3600.0
+
 
 def make_selector(name="auto"):
     """Return a new selector for a backend name: auto, epoll, kqueue, poll or select.
@@ -164,6 +168,7 @@ class Reactor:
         self._waker = waker if waker is not None else make_waker()
         self._wake_pending = False
         self._running = False
+        self._closed = False
         self.selector.register(self._waker, EVENT_READ, self._on_wake)
 
     # -- readiness -----------------------------------------------------------
@@ -216,6 +221,8 @@ class Reactor:
         Thread-safe, and safe from a signal handler: deque.append is atomic and
         no lock is taken, so it cannot deadlock against the loop thread.
         """
+        if self._closed:
+            return  # e.g. a second Ctrl+C while the server finishes: nothing to wake
         self._ready.append((callback, args))
         if not self._wake_pending:
             self._wake_pending = True
@@ -254,6 +261,8 @@ class Reactor:
             timeout = None
         if max_timeout is not None:
             timeout = max_timeout if timeout is None else min(timeout, max_timeout)
+        if timeout is not None and timeout > MAX_SELECT_SECONDS:
+            timeout = MAX_SELECT_SECONDS  # waking early is harmless: phase 1 runs again
 
         # Phase 2: wait for readiness and dispatch it.
         self._dispatch(self.selector.select(timeout))
@@ -299,6 +308,7 @@ class Reactor:
 
     def close(self):
         """Release the selector and the wake-up channel."""
+        self._closed = True
         self.selector.unregister(self._waker)
         self._waker.close()
         self.selector.close()

@@ -28,6 +28,30 @@ ACCEPT_BACKOFF_SECONDS = 0.5
 LISTEN_BACKLOG = 1024
 
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+# Descriptors the server needs besides one per connection: listeners, the
+# selector, the wake-up channel, files being sent, stdio.
+_SPARE_DESCRIPTORS = 64
+
+
+def raise_descriptor_limit(max_connections):
+    """Raise the soft RLIMIT_NOFILE towards what max_connections needs (never
+    above the hard limit). Returns the soft limit now in force, or None where
+    the platform has no such limit."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections * 2 + _SPARE_DESCRIPTORS  # a connection may also hold a file
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 class Server:
@@ -44,6 +68,8 @@ class Server:
         self.connections = set()
         self.listeners = []
         self._accepting = False
+        self._backoff_timer = None  # set while accepting is paused after EMFILE
+        self._closing = False
 
     # -- listening ---------------------------------------------------------------
 
@@ -78,25 +104,42 @@ class Server:
             urls.append(f"http://{host}:{port}/")
         return urls
 
+    # Accepting is switched off in two cases, and back on when both are over:
+    # at --max-connections (until a connection closes), and after running out
+    # of descriptors (for a back-off interval). Meanwhile new connections wait
+    # in the kernel's listen backlog; none is accepted only to be dropped.
+
     def _start_accepting(self):
-        if self._accepting:
+        if self._accepting or self._backoff_timer is not None or self._closing:
+            return
+        if len(self.connections) >= self.config.max_connections:
             return
         for listener in self.listeners:
             self.reactor.register(listener, EVENT_READ, functools.partial(self.on_acceptable, listener))
         self._accepting = True
 
-    def _pause_accepting(self, seconds):
-        if not self._accepting:
-            return
-        for listener in self.listeners:
-            self.reactor.unregister(listener)
-        self._accepting = False
-        self.reactor.call_later(seconds, self._start_accepting)
+    def _stop_accepting(self):
+        if self._accepting:
+            for listener in self.listeners:
+                self.reactor.unregister(listener)
+            self._accepting = False
+
+    def _back_off_accepting(self, seconds):
+        self._stop_accepting()
+        if self._backoff_timer is None:
+            self._backoff_timer = self.reactor.call_later(seconds, self._end_backoff)
+
+    def _end_backoff(self):
+        self._backoff_timer = None
+        self._start_accepting()
 
     def on_acceptable(self, listener, mask):
         """Reactor callback: connections are waiting on a listening socket."""
         fd_limit = self.reactor.fd_limit
         for _ in range(ACCEPT_BATCH):
+            if len(self.connections) >= self.config.max_connections:
+                self._stop_accepting()
+                return
             try:
                 sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -105,17 +148,21 @@ class Server:
                 if error.errno in _OUT_OF_RESOURCES:
                     log_error(f"cannot accept: {error.strerror}; pausing accepts for "
                               f"{ACCEPT_BACKOFF_SECONDS} s")
-                    self._pause_accepting(ACCEPT_BACKOFF_SECONDS)
+                    self._back_off_accepting(ACCEPT_BACKOFF_SECONDS)
                     return
                 continue  # ECONNABORTED and friends: that client is gone already
             if fd_limit is not None and sock.fileno() >= fd_limit:
                 # select() cannot watch this descriptor: refuse the connection.
                 sock.close()
                 continue
-            sock.setblocking(False)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                # Responses go out in one send; don't let Nagle hold the last packet.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setblocking(False)
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    # Responses go out in one send; don't let Nagle hold the last packet.
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # reset before we got to it
+                sock.close()
+                continue
             client = address[0] if isinstance(address, tuple) else "-"
             connection = Connection(self, sock, client)
             self.connections.add(connection)
@@ -124,6 +171,8 @@ class Server:
     def forget(self, connection):
         """Called by a connection when it closes."""
         self.connections.discard(connection)
+        if not self._accepting:
+            self._start_accepting()
 
     # -- running -------------------------------------------------------------------
 
@@ -139,10 +188,11 @@ class Server:
         self.reactor.stop()
 
     def _close_everything(self):
-        if self._accepting:
-            for listener in self.listeners:
-                self.reactor.unregister(listener)
-            self._accepting = False
+        self._closing = True
+        self._stop_accepting()
+        if self._backoff_timer is not None:
+            self.reactor.cancel(self._backoff_timer)
+            self._backoff_timer = None
         for listener in self.listeners:
             listener.close()
         for connection in list(self.connections):

@@ -16,7 +16,7 @@ from .paths import PathError, parse_target
 from .responses import FileBody, Response, error_response
 
 SERVED_METHODS = ("GET", "HEAD")
-ALLOW_FIELD = "Allow: GET, HEAD\r\n"
+ALLOW_FIELD = "Allow: GET, HEAD, OPTIONS\r\n"
 
 # Methods the server knows but does not allow on static files get 405; any
 # other method gets 501 (RFC 9110 §9.1, §15.5.6, §15.6.2).
@@ -36,6 +36,8 @@ class StaticSite:
         ``respond(response)`` on the loop thread when the executor is done."""
         method = request.method
         if method not in SERVED_METHODS:
+            if method == "OPTIONS":
+                return self._options(request.target)
             if method in KNOWN_METHODS:
                 return error_response(405, extra_fields=ALLOW_FIELD)
             return error_response(501, f"the {method} method is not implemented")
@@ -47,6 +49,17 @@ class StaticSite:
         self._executor.submit(files.open_for_serving, job_args,
                               lambda outcome: respond(self._plan(outcome, path)))
         return None
+
+    def _options(self, target):
+        """OPTIONS says which methods the server allows (RFC 9110 §9.3.7), for
+        the server as a whole ("*") or for any well-formed path: the answer is
+        the same for every file, so the disk is not asked."""
+        if target != "*":
+            try:
+                parse_target(target, self.show_hidden)
+            except PathError as error:
+                return error_response(error.status, error.detail)
+        return Response(204, ALLOW_FIELD, content_length=0)
 
     def _plan(self, outcome, path):
         """Turn the executor job's outcome into a Response (loop thread)."""

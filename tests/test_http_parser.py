@@ -204,22 +204,22 @@ def test_keep_alive(version, field_lines, keep_alive):
     assert request.keep_alive is keep_alive
 
 
-@pytest.mark.parametrize("field_lines, has_body", [
-    ([], False),
-    ([b"Content-Length: 0"], False),
-    ([b"Content-Length: 000"], False),
-    ([b"Content-Length: 1"], True),
-    ([b"Content-Length: 5"], True),
-    ([b"Content-Length: 999999999999999999"], True),  # 18 digits: the most accepted
-    ([b"Content-Length:  7 "], True),  # OWS around the value is not part of it
-    ([b"Transfer-Encoding: chunked"], True),
-    ([b"Transfer-Encoding: Chunked"], True),
-    ([b"Transfer-Encoding: gzip, chunked"], True),
-    ([b"Transfer-Encoding: gzip", b"Transfer-Encoding: chunked"], True),
+@pytest.mark.parametrize("field_lines, body, has_body", [
+    ([], b"", False),
+    ([b"Content-Length: 0"], b"", False),
+    ([b"Content-Length: 000"], b"", False),
+    ([b"Content-Length: 1"], b"x", True),
+    ([b"Content-Length: 5"], b"hello", True),
+    ([b"Content-Length:  7 "], b"1234567", True),  # OWS around the value is not part of it
+    ([b"Transfer-Encoding: chunked"], b"0\r\n\r\n", True),
+    ([b"Transfer-Encoding: Chunked"], b"1\r\nx\r\n0\r\n\r\n", True),
+    ([b"Transfer-Encoding: gzip, chunked"], b"0\r\n\r\n", True),
+    ([b"Transfer-Encoding: gzip", b"Transfer-Encoding: chunked"], b"0\r\n\r\n", True),
 ])
-def test_has_body(field_lines, has_body):
-    """has_body is true for Content-Length > 0 or a chunked Transfer-Encoding."""
-    request = parse_three_ways(head(b"POST /upload HTTP/1.1", b"Host: a", *field_lines))
+def test_has_body(field_lines, body, has_body):
+    """has_body is true for Content-Length > 0 or a chunked Transfer-Encoding;
+    the request is complete once its body is (tests/test_http_body.py)."""
+    request = parse_three_ways(head(b"POST /upload HTTP/1.1", b"Host: a", *field_lines) + body)
     assert request.has_body is has_body
 
 

@@ -1,0 +1,143 @@
+"""Request body framing (RFC 9112 §6-7): where a body ends, so the next request starts at the right byte.
+
+No method this server serves uses a request body, but a client may still send
+one (a POST that will get 405, a GET with a body), and on a persistent
+connection the bytes after it are the next request. Reading the body's length
+correctly, and refusing anything ambiguous, is what stops a body from being
+taken for a request: the heart of request smuggling.
+
+Two readers, one per framing, each with ``consume(buffer)``: eat body bytes
+from the front of the connection's buffer, return True once the body is
+complete, raise ProtocolError if the framing is broken or the body too large.
+Bytes are discarded unless a ``sink`` bytearray is given to collect them.
+"""
+
+import re
+
+from .errors import ProtocolError
+
+# chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF     (RFC 9112 §7.1)
+# chunk-size     = 1*HEXDIG
+# chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+# chunk-ext-val  = token / quoted-string
+# 16 hex digits is 2**64: anything longer is an overflow attempt, not a size.
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,16})"
+    rb"(?:[ \t]*;[ \t]*" + _TOKEN.encode() + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN.encode() + rb"|"
+    + _QUOTED_STRING.encode() + rb"))?)*")
+_TRAILER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*")
+
+# The longest chunk-size line (size and extensions) we read before deciding
+# it is an attack; nginx and node allow a few KiB as well.
+MAX_CHUNK_LINE = 4096
+
+
+class LengthBody:
+    """A body of exactly Content-Length bytes."""
+
+    __slots__ = ("remaining", "sink")
+
+    def __init__(self, length, sink=None):
+        self.remaining = length
+        self.sink = sink
+
+    def consume(self, buffer):
+        take = min(self.remaining, len(buffer))
+        if take:
+            if self.sink is not None:
+                self.sink += buffer[:take]
+            del buffer[:take]
+            self.remaining -= take
+        return self.remaining == 0
+
+
+class ChunkedBody:
+    """A chunked body: chunks, a last chunk of size 0, optional trailer fields."""
+
+    __slots__ = ("max_body", "max_trailer_bytes", "sink", "total", "_state", "_chunk_left", "_trailer_bytes")
+
+    SIZE_LINE, DATA, DATA_END, TRAILERS, DONE = range(5)
+
+    def __init__(self, max_body, max_trailer_bytes, sink=None):
+        self.max_body = max_body
+        self.max_trailer_bytes = max_trailer_bytes
+        self.sink = sink
+        self.total = 0
+        self._state = self.SIZE_LINE
+        self._chunk_left = 0
+        self._trailer_bytes = 0
+
+    def consume(self, buffer):
+        while True:
+            state = self._state
+            if state == self.SIZE_LINE:
+                line = _take_line(buffer, MAX_CHUNK_LINE, "chunk size line")
+                if line is None:
+                    return False
+                match = _CHUNK_LINE.fullmatch(line)
+                if match is None:
+                    raise ProtocolError(400, "malformed chunk size line")
+                size = int(match.group(1), 16)
+                self.total += size
+                if self.total > self.max_body:
+                    raise ProtocolError(413, "request body too large")
+                if size == 0:
+                    self._state = self.TRAILERS
+                else:
+                    self._chunk_left = size
+                    self._state = self.DATA
+            elif state == self.DATA:
+                take = min(self._chunk_left, len(buffer))
+                if take == 0:
+                    return False
+                if self.sink is not None:
+                    self.sink += buffer[:take]
+                del buffer[:take]
+                self._chunk_left -= take
+                if self._chunk_left == 0:
+                    self._state = self.DATA_END
+            elif state == self.DATA_END:
+                if len(buffer) < 2:
+                    if buffer[:1] not in (b"", b"\r"):
+                        raise ProtocolError(400, "chunk data not followed by CRLF")
+                    return False
+                if buffer[:2] != b"\r\n":
+                    raise ProtocolError(400, "chunk data not followed by CRLF")
+                del buffer[:2]
+                self._state = self.SIZE_LINE
+            elif state == self.TRAILERS:
+                line = _take_line(buffer, self.max_trailer_bytes - self._trailer_bytes + 2, "trailer section")
+                if line is None:
+                    return False
+                if not line:
+                    self._state = self.DONE
+                    return True
+                # Trailer fields are checked like header fields, then dropped:
+                # nothing here needs them, and merging them into the header
+                # fields would let a body change the request (RFC 9110 §6.5.2).
+                self._trailer_bytes += len(line) + 2
+                if self._trailer_bytes > self.max_trailer_bytes:
+                    raise ProtocolError(431, "trailer section too large")
+                if _TRAILER_LINE.fullmatch(line) is None:
+                    raise ProtocolError(400, "malformed trailer field")
+            else:
+                return True
+
+
+def _take_line(buffer, limit, what):
+    """Remove and return one CRLF-terminated line (without CRLF) from the
+    buffer, or None if it has not all arrived yet."""
+    end = buffer.find(b"\r\n", 0, limit + 2)
+    if end < 0:
+        if b"\n" in buffer[:limit + 2]:
+            raise ProtocolError(400, f"bare LF in the {what}; CRLF is required")
+        if len(buffer) > limit:
+            raise ProtocolError(400 if what != "trailer section" else 431, f"{what} too long")
+        return None
+    line = bytes(buffer[:end])
+    if b"\r" in line or b"\n" in line:
+        raise ProtocolError(400, f"bare CR or LF in the {what}")
+    del buffer[:end + 2]
+    return line
