@@ -10,7 +10,11 @@ import errno
 import functools
 import os
 import socket
-import sys
+
+try:
+    import resource  # POSIX only
+except ImportError:
+    resource = None
 
 from .connection import Connection
 from .executor import BlockingExecutor
@@ -37,9 +41,7 @@ def raise_descriptor_limit(max_connections):
     """Raise the soft RLIMIT_NOFILE towards what max_connections needs (never
     above the hard limit). Returns the soft limit now in force, or None where
     the platform has no such limit."""
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = max_connections * 2 + _SPARE_DESCRIPTORS  # a connection may also hold a file

@@ -417,6 +417,7 @@ import concurrent.futures.thread
 import encodings.idna  # socket.getaddrinfo encodes the host name with it
 import os
 import runpy
+import shutil  # argparse imports it lazily; the interpreter's own files are root-only here
 import reactor_http.cli
 os.setgroups([])
 os.setgid({NOBODY})
