@@ -9,6 +9,7 @@ import sys
 from . import __version__
 from .config import Config
 from .reactor import SELECTOR_CLASSES
+from .responses import REASONS
 from .server import Server, raise_descriptor_limit
 
 EXIT_USAGE = 2
@@ -26,6 +27,28 @@ def _port(text):
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be 0-65535 (0: any free port), not {value}")
     return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _site_path(text):
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must be a path on the site, starting with '/': {text!r}")
+    return text
+
+
+def _error_page(text):
+    status, equals, path = text.partition("=")
+    if not equals or not status.isdigit() or not 400 <= int(status) <= 599:
+        raise argparse.ArgumentTypeError(f"expected STATUS=PATH with a 4xx or 5xx status, not {text!r}")
+    if int(status) not in REASONS:
+        raise argparse.ArgumentTypeError(f"the server never answers {status}")
+    return int(status), _site_path(path)
 
 
 def _seconds(text):
@@ -63,6 +86,31 @@ def build_parser():
     parser.add_argument("--no-sendfile", action="store_true",
                         help="send files by reading chunks on the executor instead of "
                              "os.sendfile (the portable path)")
+    content = parser.add_argument_group("what is served")
+    content.add_argument("--no-precompressed", action="store_true",
+                         help="ignore precompressed siblings (style.css.br, .zst, .gz); by default "
+                              "they are served to clients that accept their encoding")
+    content.add_argument("--gzip", action="store_true",
+                         help="compress text files on the fly for clients that accept gzip "
+                              "(cached; never for range requests)")
+    content.add_argument("--cache-control", metavar="VALUE",
+                         help="a Cache-Control value for file responses, e.g. 'max-age=3600' "
+                              "(default: none)")
+    content.add_argument("--autoindex", action="store_true",
+                         help="list directories that have no index.html (default: 404)")
+    content.add_argument("--error-page", action="append", default=[], type=_error_page,
+                         metavar="STATUS=PATH",
+                         help="serve PATH (under the root) as the body of STATUS errors, e.g. "
+                              "404=/404.html; repeatable")
+    content.add_argument("--fallback", metavar="PATH", type=_site_path,
+                         help="serve PATH for requests that match no file, like nginx "
+                              "'try_files $uri /index.html' (single-page apps)")
+    content.add_argument("--cache-bytes", type=_non_negative_int, default=defaults.cache_bytes,
+                         metavar="BYTES", help="memory for cached metadata and small files; 0 turns "
+                                               "the cache off (default: %(default)s)")
+    content.add_argument("--cache-valid", type=_seconds, default=defaults.cache_valid, metavar="SECONDS",
+                         help="how long a cached answer is used before the file is checked again "
+                              "(default: %(default)s)")
     limits = parser.add_argument_group("limits and timeouts")
     limits.add_argument("--max-request-line", type=_positive_int, default=defaults.max_request_line,
                         metavar="BYTES", help="longest request line; longer gets 414 (default: %(default)s)")
@@ -99,7 +147,10 @@ def config_from_args(args):
     return Config(
         root=args.root, bind=args.bind, port=args.port, blocking_threads=args.blocking_threads,
         quiet=args.quiet, selector=args.selector, show_hidden=args.show_hidden,
-        use_sendfile=not args.no_sendfile, max_request_line=args.max_request_line,
+        use_sendfile=not args.no_sendfile, precompressed=not args.no_precompressed, gzip=args.gzip,
+        cache_control=args.cache_control, autoindex=args.autoindex,
+        error_pages=tuple(args.error_page), fallback=args.fallback, cache_bytes=args.cache_bytes,
+        cache_valid=args.cache_valid, max_request_line=args.max_request_line,
         max_header_bytes=args.max_header_bytes, max_header_count=args.max_headers,
         max_body=args.max_body, max_connections=args.max_connections,
         max_requests_per_connection=args.max_requests,

@@ -19,6 +19,18 @@ class Config:
     show_hidden: bool = False
     use_sendfile: bool = True
 
+    # What is served, beyond the file itself.
+    precompressed: bool = True             # style.css.br / .zst / .gz beside style.css
+    gzip: bool = False                     # compress text on the fly (cached)
+    cache_control: str = None              # a Cache-Control value for file responses
+    autoindex: bool = False                # list directories that have no index.html
+    error_pages: tuple = ()                # ((404, "/404.html"), ...)
+    fallback: str = None                   # serve this path when nothing matches (SPA)
+
+    # The metadata and small-file cache (nginx: open_file_cache).
+    cache_bytes: int = 64 * 1024 * 1024
+    cache_valid: float = 1.0               # seconds before an entry is checked again
+
     # Size limits for the request head. nginx's defaults are 1 KiB buffers
     # growing to 4 x 8 KiB; Apache allows 8 KiB per line and 100 fields; node
     # allows 16 KiB for the whole head. We take the larger of each.

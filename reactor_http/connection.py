@@ -273,41 +273,59 @@ class Connection:
         is completely sent; False when it waits (for the socket or a chunk)
         or the connection was closed."""
         try:
-            if self._out:
-                flags = _MSG_MORE if self._file is not None else 0
-                sent = self.sock.send(self._out, flags)
-                self._body_sent += sent
-                self._set_deadline(self._config.send_timeout)  # progress
-                if sent < len(self._out):
-                    self._out = memoryview(self._out)[sent:]
-                    self._update_interest()
-                    return False
-                self._out = b""
-            file_body = self._file
-            while file_body is not None and file_body.remaining:
-                if not self._server.use_sendfile:
-                    self._read_next_chunk()
-                    return False
-                sent = os.sendfile(self.sock.fileno(), file_body.fd, file_body.offset,
-                                   min(file_body.remaining, SENDFILE_BYTES))
-                if sent == 0:
-                    # The file is shorter than the Content-Length we sent: it
-                    # was truncated under us. Close rather than send a body that
-                    # does not match its head.
-                    log_error(f"file shrank while being sent to {self.client}; connection closed")
-                    self.close()
-                    return False
-                file_body.offset += sent
-                file_body.remaining -= sent
-                self._body_sent += sent
-                self._set_deadline(self._config.send_timeout)
-            return True
+            while True:
+                if self._out:
+                    more_follows = self._file is not None or bool(self._response.parts)
+                    sent = self.sock.send(self._out, _MSG_MORE if more_follows else 0)
+                    self._body_sent += sent
+                    self._set_deadline(self._config.send_timeout)  # progress
+                    if sent < len(self._out):
+                        self._out = memoryview(self._out)[sent:]
+                        self._update_interest()
+                        return False
+                    self._out = b""
+                file_body = self._file
+                if file_body is not None and file_body.remaining:
+                    if not self._server.use_sendfile:
+                        self._read_next_chunk()
+                        return False
+                    sent = os.sendfile(self.sock.fileno(), file_body.fd, file_body.offset,
+                                       min(file_body.remaining, SENDFILE_BYTES))
+                    if sent == 0:
+                        # The file is shorter than the Content-Length we sent:
+                        # it was truncated under us. Close rather than send a
+                        # body that does not match its head.
+                        log_error(f"file shrank while being sent to {self.client}; connection closed")
+                        self.close()
+                        return False
+                    file_body.offset += sent
+                    file_body.remaining -= sent
+                    self._body_sent += sent
+                    self._set_deadline(self._config.send_timeout)
+                    continue
+                if file_body is not None:
+                    file_body.close()  # done with it: free the descriptor now
+                    self._file = None
+                if not self._next_part():
+                    return True
         except (BlockingIOError, InterruptedError):
             self._update_interest()  # wait until the kernel has room again
             return False
         except (*_PEER_GONE, OSError):
             self.close()
             return False
+
+    def _next_part(self):
+        """Load the next part of a multipart body into _out or _file."""
+        parts = self._response.parts
+        if not parts:
+            return False
+        part = parts.pop(0)
+        if isinstance(part, bytes):
+            self._out = part
+        else:
+            self._file = part
+        return True
 
     def _read_next_chunk(self):
         """The portable send path: have the executor read the next chunk."""

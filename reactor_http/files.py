@@ -1,21 +1,26 @@
-"""The blocking half of serving a file: the job the executor runs.
+"""The blocking half of serving a file: the jobs the executor runs.
 
 Everything here may block on the disk, so it runs on an executor thread and
-never on the loop thread. It resolves symlinks, checks that the real path is
-still under the root, stats and opens the file, and for a small file reads it
-whole so that the loop can send head and body in a single ``send``. What it
-returns is a plain value describing the outcome; it never touches a socket.
+never on the loop thread. ``resolve`` turns path segments into a description of
+what to serve: it resolves symlinks, checks that the real path is still under
+the root, stats the file and its precompressed siblings (``style.css.br``,
+``.zst``, ``.gz``), and reads small files whole so that the loop can answer
+from memory. ``open_variant`` opens a large file for ``sendfile``. What they
+return are plain values; they never touch a socket.
 """
 
 import errno
+import gzip
 import os
 import stat
 
+from .autoindex import scan_directory
+from .negotiation import PRECOMPRESSED_SUFFIXES, SERVER_PREFERENCE
 from .paths import is_hidden
 
-# Files up to this size are read into memory here and sent with the head in one
-# send(); larger ones are streamed with sendfile from the open descriptor, so
-# memory per response stays bounded whatever the file size.
+# Files up to this size are read into memory here (and may be kept in the
+# cache) and sent with the head in one send(); larger ones are streamed with
+# sendfile from an open descriptor, so memory stays bounded whatever the size.
 SMALL_FILE_BYTES = 64 * 1024
 
 # A file that keeps changing size between fstat and read is given up on after
@@ -44,29 +49,55 @@ class MissingSlash:
     __slots__ = ()
 
 
-class OpenedFile:
-    """A regular file ready to serve: its bytes in ``data`` (small files),
-    or an open descriptor ``fd`` that the caller now owns (large files), or
-    neither (metadata only, for HEAD)."""
+class Listing:
+    """A directory without an index, to be listed (only with --autoindex)."""
 
-    __slots__ = ("name", "size", "mtime", "fd", "data")
+    __slots__ = ("entries",)
 
-    def __init__(self, name, size, mtime, fd=-1, data=None):
-        self.name = name
-        self.size = size
-        self.mtime = mtime
-        self.fd = fd
+    def __init__(self, entries):
+        self.entries = entries
+
+
+class Variant:
+    """One representation of a file: the file itself ("identity") or a
+    precompressed sibling ("br", "zstd", "gzip").
+
+    ``data`` holds the bytes of a small file; a large one is opened later
+    (``open_variant``). ``identity`` is what the file system says makes this
+    the same file: device, inode, size and modification time.
+    """
+
+    __slots__ = ("coding", "path", "size", "mtime", "identity", "etag", "data")
+
+    def __init__(self, coding, path, info, data=None):
+        self.coding = coding
+        self.path = path
+        self.size = info.st_size
+        self.mtime = int(info.st_mtime)
+        self.identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        # A strong validator from the file's identity, as nginx makes it
+        # (mtime-size in hex); each coding gets its own (RFC 9110 §8.8.3).
+        suffix = "" if coding == "identity" else "-" + coding
+        self.etag = f'"{self.mtime:x}-{self.size:x}{suffix}"'
         self.data = data
 
 
-def open_for_serving(root, segments, wants_directory, show_hidden, read_body):
-    """Resolve ``segments`` under ``root`` (a real path) and open what they name.
+class Resource:
+    """A file to serve: the name that gives its Content-Type, and its
+    variants by coding ("identity" is always there)."""
 
-    Returns Refused, MissingSlash or OpenedFile. Raises OSError only for the
-    unexpected (an I/O error), which the caller turns into a 500.
-    """
-    path = os.path.join(root, *segments)
-    found = _resolve(root, path, show_hidden)
+    __slots__ = ("name", "variants")
+
+    def __init__(self, name, variants):
+        self.name = name
+        self.variants = variants
+
+
+def resolve(root, segments, wants_directory, show_hidden=False, precompressed=True, autoindex=False):
+    """Resolve ``segments`` under ``root`` (a real path): Refused, MissingSlash,
+    Listing or Resource. Raises OSError only for the unexpected (an I/O error),
+    which the caller turns into a 500."""
+    found = _real_path(root, os.path.join(root, *segments), show_hidden)
     if isinstance(found, Refused):
         return found
     real_path, info = found
@@ -74,10 +105,12 @@ def open_for_serving(root, segments, wants_directory, show_hidden, read_body):
     if stat.S_ISDIR(info.st_mode):
         if not wants_directory:
             return MissingSlash()
-        found = _resolve(root, os.path.join(real_path, "index.html"), show_hidden)
-        if isinstance(found, Refused):
-            return found
-        real_path, info = found
+        index = _real_path(root, os.path.join(real_path, "index.html"), show_hidden)
+        if isinstance(index, Refused):
+            if index.status == 404 and autoindex:
+                return Listing(scan_directory(real_path, show_hidden))
+            return index
+        real_path, info = index
         name = "index.html"
         if not stat.S_ISREG(info.st_mode):
             return Refused(404)
@@ -85,10 +118,19 @@ def open_for_serving(root, segments, wants_directory, show_hidden, read_body):
         return Refused(404)  # "/file.txt/": a file is not a directory
     if not stat.S_ISREG(info.st_mode):
         return Refused(403, "not a regular file")  # a FIFO or device: never open it
-    return _open_regular(real_path, name, read_body)
+    variant = _read_variant("identity", real_path)
+    if isinstance(variant, Refused):
+        return variant
+    variants = {"identity": variant}
+    if precompressed:
+        for coding in SERVER_PREFERENCE:
+            sibling = _sibling_variant(root, coding, real_path + PRECOMPRESSED_SUFFIXES[coding], show_hidden)
+            if sibling is not None:
+                variants[coding] = sibling
+    return Resource(name, variants)
 
 
-def _resolve(root, path, show_hidden):
+def _real_path(root, path, show_hidden):
     """Resolve symlinks and stat; return (real_path, stat_result) or Refused."""
     real_path = os.path.realpath(path)
     if real_path != root:
@@ -104,6 +146,19 @@ def _resolve(root, path, show_hidden):
         return _refusal_for(error)
 
 
+def _sibling_variant(root, coding, path, show_hidden):
+    """A precompressed sibling, if there is a readable regular file there."""
+    try:
+        os.stat(path)
+    except OSError:
+        return None  # the common case: no such sibling
+    found = _real_path(root, path, show_hidden)  # a sibling may be a symlink too
+    if isinstance(found, Refused) or not stat.S_ISREG(found[1].st_mode):
+        return None
+    variant = _read_variant(coding, found[0])
+    return None if isinstance(variant, Refused) else variant
+
+
 def _refusal_for(error):
     if error.errno in _NOT_FOUND_ERRNOS:
         return Refused(404)
@@ -112,33 +167,80 @@ def _refusal_for(error):
     raise error
 
 
-def _open_regular(real_path, name, read_body):
+def _open(path):
     try:
-        fd = os.open(real_path, _OPEN_FLAGS)
+        return os.open(path, _OPEN_FLAGS)
     except OSError as error:
         return _refusal_for(error)
+
+
+def _read_variant(coding, real_path):
+    """Open a file (so that one we may not read is refused now, for HEAD as for
+    GET), fstat it, and read it if it is small. Returns Variant or Refused."""
+    fd = _open(real_path)
+    if isinstance(fd, Refused):
+        return fd
     try:
         for _ in range(READ_ATTEMPTS):
-            # fstat the descriptor, not the path: it is the file we will send,
-            # even if the path is replaced from now on.
+            # fstat the descriptor, not the path: it is the file we read.
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 return Refused(403, "not a regular file")
-            size = info.st_size
-            if not read_body:
-                return OpenedFile(name, size, info.st_mtime)
-            if size > SMALL_FILE_BYTES:
-                opened = OpenedFile(name, size, info.st_mtime, fd=fd)
-                fd = -1  # the caller owns it now
-                return opened
-            data = os.pread(fd, size + 1, 0)
-            if len(data) == size:
-                return OpenedFile(name, size, info.st_mtime, data=data)
+            if info.st_size > SMALL_FILE_BYTES:
+                return Variant(coding, real_path, info)
+            data = os.pread(fd, info.st_size + 1, 0)
+            if len(data) == info.st_size:
+                return Variant(coding, real_path, info, data)
             # The file changed size between fstat and read: look again.
         raise OSError(errno.EAGAIN, f"{real_path} keeps changing while being read")
     finally:
-        if fd >= 0:
+        os.close(fd)
+
+
+def open_variant(variant):
+    """Open a large variant for sending. Returns ``(fd, fresh_variant)``, the
+    caller owning fd, where fresh_variant describes the file now open (it may
+    have changed since ``variant`` was made); or Refused if it is gone."""
+    fd = _open(variant.path)
+    if isinstance(fd, Refused):
+        return fd
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             os.close(fd)
+            return Refused(403, "not a regular file")
+        return fd, Variant(variant.coding, variant.path, info)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def gzip_variant(variant, max_bytes):
+    """Compress a file for on-the-fly gzip. Returns a "gzip" Variant holding the
+    compressed bytes, or None if the file changed, grew past ``max_bytes`` or
+    does not get smaller."""
+    fd = _open(variant.path)
+    if isinstance(fd, Refused):
+        return None
+    try:
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) != variant.identity:
+            return None
+        if info.st_size > max_bytes:
+            return None
+        data = variant.data if variant.data is not None else os.pread(fd, info.st_size + 1, 0)
+        if len(data) != info.st_size:
+            return None
+    finally:
+        os.close(fd)
+    # mtime=0: the same input always gives the same bytes, so the ETag is strong.
+    compressed = gzip.compress(data, compresslevel=6, mtime=0)
+    if len(compressed) >= len(data):
+        return None
+    result = Variant("gzip", variant.path, info, compressed)
+    result.size = len(compressed)
+    result.etag = variant.etag[:-1] + '-gz"'
+    return result
 
 
 def read_chunk(fd, offset, length):

@@ -56,7 +56,8 @@ class LengthBody:
 class ChunkedBody:
     """A chunked body: chunks, a last chunk of size 0, optional trailer fields."""
 
-    __slots__ = ("max_body", "max_trailer_bytes", "sink", "total", "_state", "_chunk_left", "_trailer_bytes")
+    __slots__ = ("max_body", "max_trailer_bytes", "sink", "total", "_state", "_chunk_left", "_trailer_bytes",
+                 "_scanned")
 
     SIZE_LINE, DATA, DATA_END, TRAILERS, DONE = range(5)
 
@@ -68,14 +69,20 @@ class ChunkedBody:
         self._state = self.SIZE_LINE
         self._chunk_left = 0
         self._trailer_bytes = 0
+        # How much of a partial line at the front of the buffer was already
+        # searched for its end: each byte is searched once, so a line sent one
+        # byte at a time costs linear, not quadratic, time.
+        self._scanned = 0
 
     def consume(self, buffer):
         while True:
             state = self._state
             if state == self.SIZE_LINE:
-                line = _take_line(buffer, MAX_CHUNK_LINE, "chunk size line")
+                line = _take_line(buffer, MAX_CHUNK_LINE, "chunk size line", self._scanned)
                 if line is None:
+                    self._scanned = len(buffer)
                     return False
+                self._scanned = 0
                 match = _CHUNK_LINE.fullmatch(line)
                 if match is None:
                     raise ProtocolError(400, "malformed chunk size line")
@@ -108,9 +115,12 @@ class ChunkedBody:
                 del buffer[:2]
                 self._state = self.SIZE_LINE
             elif state == self.TRAILERS:
-                line = _take_line(buffer, self.max_trailer_bytes - self._trailer_bytes + 2, "trailer section")
+                line = _take_line(buffer, self.max_trailer_bytes - self._trailer_bytes + 2, "trailer section",
+                                  self._scanned)
                 if line is None:
+                    self._scanned = len(buffer)
                     return False
+                self._scanned = 0
                 if not line:
                     self._state = self.DONE
                     return True
@@ -126,14 +136,19 @@ class ChunkedBody:
                 return True
 
 
-def _take_line(buffer, limit, what):
+def _take_line(buffer, limit, what, scanned=0):
     """Remove and return one CRLF-terminated line (without CRLF) from the
-    buffer, or None if it has not all arrived yet."""
-    end = buffer.find(b"\r\n", 0, limit + 2)
+    buffer, or None if it has not all arrived yet. The first ``scanned`` bytes
+    were searched on an earlier call and hold no LF."""
+    # Start one byte back: a CR at the end of the old bytes may pair with an LF
+    # at the start of the new ones.
+    end = buffer.find(b"\r\n", max(scanned - 1, 0), limit + 2)
     if end < 0:
-        if b"\n" in buffer[:limit + 2]:
+        if buffer.find(b"\n", scanned, limit + 2) >= 0:
             raise ProtocolError(400, f"bare LF in the {what}; CRLF is required")
-        if len(buffer) > limit:
+        # A trailing CR may begin the line's CRLF, so it does not count against
+        # the limit yet: a line of exactly the limit passes however it arrives.
+        if len(buffer) - buffer.endswith(b"\r") > limit:
             raise ProtocolError(400 if what != "trailer section" else 431, f"{what} too long")
         return None
     line = bytes(buffer[:end])

@@ -292,7 +292,9 @@ class RequestParser:
             keep_alive = connection is None or "close" not in _tokens(connection)
         request = Request(method, target, "HTTP/1." + minor, headers, keep_alive, request_line,
                           content_length, chunked)
-        request.expects_continue = expect is not None and request.has_body
+        # A 100-continue expectation in an HTTP/1.0 request MUST be ignored
+        # (RFC 9110 §10.1.1): its body is read like any other.
+        request.expects_continue = expect is not None and request.has_body and minor != "0"
         return request
 
 

@@ -59,20 +59,23 @@ class FileBody:
 class Response:
     """A response plan.
 
-    ``fields`` is the rendered header lines ("Name: value\\r\\n" each) that
-    describe the content; ``body`` is bytes to send after the head, and
-    ``file`` an optional FileBody to send after that. ``content_length`` is
-    the length the head announces: for HEAD it is announced but not sent.
+    ``fields`` is the rendered header lines ("Name: value\r\n" each) that
+    describe the content. The body is ``body`` (bytes sent with the head),
+    then ``file`` (a FileBody), then each item of ``parts`` in turn (bytes or
+    FileBody: a multipart/byteranges body over a large file). ``content_length``
+    is the length the head announces: for HEAD it is announced but not sent.
     ``close`` asks the connection to close once the response is sent.
     """
 
-    __slots__ = ("status", "fields", "body", "file", "content_length", "close")
+    __slots__ = ("status", "fields", "body", "file", "parts", "content_length", "close")
 
-    def __init__(self, status, fields="", body=b"", file=None, content_length=None, close=False):
+    def __init__(self, status, fields="", body=b"", file=None, content_length=None, close=False,
+                 parts=None):
         self.status = status
         self.fields = fields
         self.body = body
         self.file = file
+        self.parts = parts
         if content_length is None:
             content_length = len(body) + (file.remaining if file is not None else 0)
         self.content_length = content_length
@@ -80,17 +83,20 @@ class Response:
 
     def without_body(self):
         """The same response for a HEAD request: same head, nothing after it."""
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        self.release()
         self.body = b""
         return self
 
     def release(self):
-        """Close any file this plan holds (the response will not be sent)."""
+        """Close any file this plan holds (its body will not be sent)."""
         if self.file is not None:
             self.file.close()
             self.file = None
+        if self.parts is not None:
+            for part in self.parts:
+                if isinstance(part, FileBody):
+                    part.close()
+            self.parts = None
 
 
 def error_response(status, detail=None, extra_fields="", close=False):

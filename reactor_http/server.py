@@ -63,7 +63,7 @@ class Server:
         self.config = config
         self.reactor = Reactor(make_selector(config.selector))
         self.executor = BlockingExecutor(self.reactor, config.blocking_threads)
-        self.site = StaticSite(config, self.executor)
+        self.site = StaticSite(config, self.executor, self.reactor.clock)
         self.renderer = HeadRenderer()
         self.access_log = AccessLog(self.reactor, access_stream, enabled=not config.quiet)
         self.use_sendfile = config.use_sendfile and hasattr(os, "sendfile")

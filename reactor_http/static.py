@@ -1,18 +1,33 @@
 """The static file layer: turns a request into a response plan.
 
 ``StaticSite.handle`` is called on the loop thread with a parsed request. What
-can be decided without the disk (method, path syntax) is answered at once;
-everything else goes to the executor as one job (files.open_for_serving), and
-its outcome comes back to the loop thread as a Response for the connection.
+can be decided without the disk (method, path syntax) is answered at once.
+Then the path is looked up in the file cache; a hit is answered on the loop
+thread too. Anything else goes to the executor as a job (``files.resolve``,
+``files.open_variant``, ``files.gzip_variant``), and its outcome comes back to
+the loop thread, where it becomes a Response for the connection.
+
+Every function here that may need the executor follows one rule: it returns a
+Response when it can answer at once, or returns None and later calls
+``respond(response)`` exactly once.
+
+The HTTP rules applied to a file, in the RFC's order (RFC 9110 §13.2.2):
+choose the representation (Accept-Encoding, §12.5.3), evaluate the
+preconditions (If-Match, If-Unmodified-Since, If-None-Match,
+If-Modified-Since: 412 or 304), then Range (with If-Range: 206 or 416).
 """
 
 import os
-from email.utils import formatdate
 
 from . import files
+from .autoindex import render_listing
+from .conditional import evaluate_preconditions, format_http_date, if_range_allows_range
 from .content_types import content_type
+from .file_cache import FileCache
 from .logs import log_error
+from .negotiation import acceptable_encodings, is_compressible
 from .paths import PathError, parse_target
+from .ranges import UNSATISFIABLE, content_range, make_boundary, multipart_layout, parse_range, unsatisfied_range
 from .responses import FileBody, Response, error_response
 
 SERVED_METHODS = ("GET", "HEAD")
@@ -22,33 +37,45 @@ ALLOW_FIELD = "Allow: GET, HEAD, OPTIONS\r\n"
 # other method gets 501 (RFC 9110 §9.1, §15.5.6, §15.6.2).
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
 
+# On-the-fly gzip (--gzip) is for text up to this size; larger files should be
+# precompressed ahead of time (style.css.gz beside style.css).
+GZIP_MAX_BYTES = 4 * 1024 * 1024
+
 
 class StaticSite:
     """Serves the files under one document root."""
 
-    def __init__(self, config, executor):
+    def __init__(self, config, executor, clock):
         self.root = os.path.realpath(config.root)
         self.show_hidden = config.show_hidden
+        self.precompressed = config.precompressed
+        self.gzip = config.gzip
+        self.autoindex = config.autoindex
+        self.cache = FileCache(config.cache_bytes, config.cache_valid, clock)
         self._executor = executor
+        self._cache_control = f"Cache-Control: {config.cache_control}\r\n" if config.cache_control else ""
+        # --error-page 404=/404.html and --fallback /index.html, parsed once.
+        self._error_pages = {status: parse_target(path, show_hidden=True)
+                             for status, path in config.error_pages}
+        self._fallback = parse_target(config.fallback, show_hidden=True) if config.fallback else None
+
+    # -- the entry point ---------------------------------------------------------
 
     def handle(self, request, respond):
         """Return a Response now, or return None and later call
-        ``respond(response)`` on the loop thread when the executor is done."""
+        ``respond(response)`` on the loop thread."""
         method = request.method
         if method not in SERVED_METHODS:
             if method == "OPTIONS":
                 return self._options(request.target)
             if method in KNOWN_METHODS:
-                return error_response(405, extra_fields=ALLOW_FIELD)
-            return error_response(501, f"the {method} method is not implemented")
+                return self._error(request, 405, None, respond, ALLOW_FIELD)
+            return self._error(request, 501, f"the {method} method is not implemented", respond)
         try:
             path = parse_target(request.target, self.show_hidden)
         except PathError as error:
-            return error_response(error.status, error.detail)
-        job_args = (self.root, path.segments, path.directory, self.show_hidden, method == "GET")
-        self._executor.submit(files.open_for_serving, job_args,
-                              lambda outcome: respond(self._plan(outcome, path)))
-        return None
+            return self._error(request, error.status, error.detail, respond)
+        return self._serve_path(request, path, respond)
 
     def _options(self, target):
         """OPTIONS says which methods the server allows (RFC 9110 §9.3.7), for
@@ -61,30 +88,217 @@ class StaticSite:
                 return error_response(error.status, error.detail)
         return Response(204, ALLOW_FIELD, content_length=0)
 
-    def _plan(self, outcome, path):
-        """Turn the executor job's outcome into a Response (loop thread)."""
-        if outcome.error is not None:
-            log_error(f"unexpected error serving {path.url_path()!r}", outcome.error)
-            return error_response(500)
-        found = outcome.value
-        if isinstance(found, files.OpenedFile):
-            return _file_response(found)
-        if isinstance(found, files.MissingSlash):
+    # -- from a path to what is there ----------------------------------------------
+
+    def _serve_path(self, request, path, respond, status=200, fallback=False):
+        """Serve what ``path`` names with ``status`` (200, or the status of an
+        error page being served)."""
+        key = (tuple(path.segments), path.directory)
+        result = self.cache.lookup(key)
+        if result is not None:
+            return self._serve_result(request, path, result, respond, status, fallback)
+
+        def on_resolved(outcome):
+            if outcome.error is not None:
+                log_error(f"unexpected error resolving {path.url_path()!r}", outcome.error)
+                return self._error(request, 500, None, respond) if status == 200 else error_response(status)
+            self.cache.store(key, outcome.value)
+            return self._serve_result(request, path, outcome.value, respond, status, fallback)
+
+        self._submit(files.resolve, (self.root, path.segments, path.directory, self.show_hidden,
+                                     self.precompressed, self.autoindex), on_resolved, respond)
+        return None
+
+    def _serve_result(self, request, path, result, respond, status, fallback):
+        if isinstance(result, files.Resource):
+            return self._serve_resource(request, path, result, respond, status)
+        if status != 200:
+            return error_response(status)  # an error page that is not a file: plain error
+        if isinstance(result, files.MissingSlash):
             return _redirect_to_directory(path)
-        return error_response(found.status, found.detail)
+        if isinstance(result, files.Listing):
+            body = render_listing(path.url_path(), result.entries)
+            return Response(200, "Content-Type: text/html; charset=utf-8\r\n"
+                                 "X-Content-Type-Options: nosniff\r\n" + self._cache_control, body)
+        if result.status == 404 and self._fallback is not None and not fallback:
+            # try_files $uri /index.html: a single-page app routes in the browser.
+            return self._serve_path(request, self._fallback, respond, fallback=True)
+        return self._error(request, result.status, result.detail, respond)
+
+    def _error(self, request, status, detail, respond, extra_fields=""):
+        """An error response: the configured error page for this status if
+        there is one (--error-page), else a short text."""
+        page = self._error_pages.get(status)
+        if page is not None and request.method in SERVED_METHODS:
+            return self._serve_path(request, page, respond, status=status)
+        return error_response(status, detail, extra_fields)
+
+    # -- from a file to a response -------------------------------------------------
+
+    def _serve_resource(self, request, path, resource, respond, status):
+        if status != 200:
+            # An error page: the whole file, with the error's status. No
+            # validators or ranges: they describe the page, not the error.
+            return self._with_body(request, resource, resource.variants["identity"], respond,
+                                   lambda variant, source: self._plain_file(resource, variant, source, status))
+        headers = request.headers
+        variant = self._choose_variant(resource, headers)
+        if (self.gzip and variant.coding == "identity" and "range" not in headers
+                and self._should_gzip(resource, variant, headers)):
+            return self._gzip_then_serve(request, path, resource, variant, respond)
+        return self._with_body(request, resource, variant, respond,
+                               lambda fresh, source: self._file_response(request, resource, fresh, source))
+
+    def _choose_variant(self, resource, headers):
+        variants = resource.variants
+        if len(variants) > 1:
+            codings = [coding for coding in variants if coding != "identity"]
+            if "range" in headers:
+                # On-the-fly gzip is never used for ranges: its bytes are
+                # ours, not a file's, and would change with the gzip level.
+                codings = [c for c in codings if variants[c].path != variants["identity"].path]
+            for coding in acceptable_encodings(headers.get("accept-encoding"), codings):
+                return variants[coding]
+        return variants["identity"]
+
+    def _should_gzip(self, resource, variant, headers):
+        if "gzip" in resource.variants or variant.size > GZIP_MAX_BYTES or variant.size < 256:
+            return False
+        if not is_compressible(content_type(resource.name)):
+            return False
+        return "gzip" in acceptable_encodings(headers.get("accept-encoding"), ("gzip",))
+
+    def _gzip_then_serve(self, request, path, resource, variant, respond):
+        def on_compressed(outcome):
+            compressed = outcome.value if outcome.error is None else None
+            if compressed is not None:
+                resource.variants["gzip"] = compressed
+                self.cache.update_cost((tuple(path.segments), path.directory))
+            chosen = compressed if compressed is not None else variant
+            return self._with_body(request, resource, chosen, respond,
+                                   lambda fresh, source: self._file_response(request, resource, fresh, source))
+        self._submit(files.gzip_variant, (variant, GZIP_MAX_BYTES), on_compressed, respond)
+        return None
+
+    def _with_body(self, request, resource, variant, respond, build):
+        """Call ``build(variant, source)`` with a body source: the bytes of a
+        small variant, an open descriptor for a large one (opened on the
+        executor, and described afresh by fstat), or None for HEAD."""
+        if variant.data is not None:
+            return build(variant, variant.data)
+        if request.method == "HEAD":
+            return build(variant, None)
+
+        def on_opened(outcome):
+            if outcome.error is not None:
+                log_error(f"unexpected error opening {variant.path!r}", outcome.error)
+                return error_response(500)
+            opened = outcome.value
+            if isinstance(opened, files.Refused):
+                return error_response(opened.status, opened.detail)
+            fd, fresh = opened
+            return build(fresh, fd)
+        self._submit(files.open_variant, (variant,), on_opened, respond)
+        return None
+
+    def _representation_fields(self, resource, variant):
+        fields = (f"Content-Type: {content_type(resource.name)}\r\n"
+                  "X-Content-Type-Options: nosniff\r\n")
+        if variant.coding != "identity":
+            fields += f"Content-Encoding: {variant.coding}\r\n"
+        return fields
+
+    def _validator_fields(self, resource, variant):
+        fields = f"Last-Modified: {format_http_date(variant.mtime)}\r\nETag: {variant.etag}\r\n"
+        if len(resource.variants) > 1 or (self.gzip and is_compressible(content_type(resource.name))):
+            # The response depends on Accept-Encoding: say so to caches (RFC 9110 §12.5.5).
+            fields += "Vary: Accept-Encoding\r\n"
+        return fields + self._cache_control
+
+    def _plain_file(self, resource, variant, source, status):
+        return _with_source(status, self._representation_fields(resource, variant), source, 0, variant.size)
+
+    def _file_response(self, request, resource, variant, source):
+        """Preconditions, then ranges, then the whole file (RFC 9110 §13.2.2)."""
+        headers = request.headers
+        validators = self._validator_fields(resource, variant)
+        outcome = evaluate_preconditions(request.method, headers, variant.etag, variant.mtime)
+        if outcome is not None:
+            _close_source(source)
+            if outcome == 304:
+                return Response(304, validators, content_length=0)
+            return error_response(412)
+        fields = self._representation_fields(resource, variant) + validators + "Accept-Ranges: bytes\r\n"
+        range_value = headers.get("range")
+        if range_value is not None:
+            if_range = headers.get("if-range")
+            if if_range is None or if_range_allows_range(if_range, variant.etag, variant.mtime):
+                ranges = parse_range(range_value, variant.size)
+                if ranges is UNSATISFIABLE:
+                    _close_source(source)
+                    return error_response(416, None, f"Content-Range: {unsatisfied_range(variant.size)}\r\n")
+                if ranges:
+                    return self._partial(resource, variant, source, fields, ranges)
+        return _with_source(200, fields, source, 0, variant.size)
+
+    def _partial(self, resource, variant, source, fields, ranges):
+        size = variant.size
+        if len(ranges) == 1:
+            first, last = ranges[0]
+            fields += f"Content-Range: {content_range(first, last, size)}\r\n"
+            return _with_source(206, fields, source, first, last - first + 1)
+        # Several ranges: a multipart/byteranges body (RFC 9110 §14.6), whose
+        # parts' heads carry what the response head would for one range.
+        boundary = make_boundary()
+        parts, closing, total = multipart_layout(ranges, size, content_type(resource.name), boundary)
+        fields = (fields.replace(f"Content-Type: {content_type(resource.name)}\r\n",
+                                 f"Content-Type: multipart/byteranges; boundary={boundary}\r\n"))
+        if source is None:  # HEAD
+            return Response(206, fields, content_length=total)
+        if isinstance(source, bytes):
+            body = b"".join(head + source[first:last + 1] for head, first, last in parts) + closing
+            return Response(206, fields, body)
+        # A large file: each part is a region of its own duplicate of the
+        # descriptor, so each can be sent (and closed) on its own.
+        pieces = []
+        for head, first, last in parts:
+            pieces.append(head)
+            pieces.append(FileBody(os.dup(source), first, last - first + 1))
+        pieces.append(closing)
+        os.close(source)
+        return Response(206, fields, parts=pieces, content_length=total)
+
+    # -- the executor ------------------------------------------------------------
+
+    def _submit(self, job, args, on_outcome, respond):
+        """Run a job; give its outcome to ``on_outcome`` on the loop thread, and
+        pass on the Response that returns (None: it called respond itself)."""
+        def on_completion(outcome):
+            try:
+                response = on_outcome(outcome)
+            except Exception as error:  # a bug here costs one response, not the loop
+                log_error("unexpected error building a response", error)
+                response = error_response(500)
+            if response is not None:
+                respond(response)
+        self._executor.submit(job, args, on_completion)
 
 
-def _file_response(found):
-    mtime = int(found.mtime)
-    fields = (f"Content-Type: {content_type(found.name)}\r\n"
-              f"Last-Modified: {formatdate(mtime, usegmt=True)}\r\n"
-              f'ETag: "{mtime:x}-{found.size:x}"\r\n'  # nginx's form: mtime-size in hex
-              "X-Content-Type-Options: nosniff\r\n")
-    if found.data is not None:
-        return Response(200, fields, found.data)
-    if found.fd >= 0:
-        return Response(200, fields, file=FileBody(found.fd, 0, found.size))
-    return Response(200, fields, content_length=found.size)  # HEAD: metadata only
+def _with_source(status, fields, source, offset, length):
+    """A response whose body is ``length`` bytes from ``offset`` of the source:
+    bytes in memory, an open descriptor (sent with sendfile), or None (HEAD)."""
+    if source is None:
+        return Response(status, fields, content_length=length)
+    if isinstance(source, bytes):
+        if offset == 0 and length == len(source):
+            return Response(status, fields, source)
+        return Response(status, fields, source[offset:offset + length])
+    return Response(status, fields, file=FileBody(source, offset, length))
+
+
+def _close_source(source):
+    if isinstance(source, int):
+        os.close(source)
 
 
 def _redirect_to_directory(path):
