@@ -230,7 +230,8 @@ class StaticSite:
             return error_response(412)
         fields = self._representation_fields(resource, variant) + validators + "Accept-Ranges: bytes\r\n"
         range_value = headers.get("range")
-        if range_value is not None:
+        # Range is defined for GET alone; a HEAD's Range is ignored (RFC 9110 §14.2).
+        if range_value is not None and request.method == "GET":
             if_range = headers.get("if-range")
             if if_range is None or if_range_allows_range(if_range, variant.etag, variant.mtime):
                 ranges = parse_range(range_value, variant.size)
