@@ -52,14 +52,14 @@ class FileCache:
 
     def store(self, key, result):
         """Remember what resolving key found, as of now."""
-        if self.max_bytes <= 0:
-            return
-        cost = _cost(result)
-        if cost > self.max_bytes:
-            return
+        # What was known about key is replaced, even by nothing: a result
+        # too large to keep must not leave an older one answering for it.
         old = self._entries.pop(key, None)
         if old is not None:
             self.bytes_used -= old[2]
+        cost = _cost(result)
+        if self.max_bytes <= 0 or cost > self.max_bytes:
+            return
         self._entries[key] = (self._clock(), result, cost)
         self.bytes_used += cost
         self._evict()

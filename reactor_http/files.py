@@ -133,8 +133,8 @@ def resolve(root, segments, wants_directory, show_hidden=False, precompressed=Tr
 def _real_path(root, path, show_hidden):
     """Resolve symlinks and stat; return (real_path, stat_result) or Refused."""
     real_path = os.path.realpath(path)
-    if real_path != root:
-        prefix = root if root.endswith(os.sep) else root + os.sep
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    if real_path + os.sep != prefix:  # the root itself, with or without its trailing "/"
         if not real_path.startswith(prefix):
             return Refused(403, "outside the document root")
         # A symlink inside the root may lead to a hidden file: hide it too.
