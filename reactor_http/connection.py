@@ -50,6 +50,10 @@ class State(enum.Enum):
     CLOSING = "closing"
     CLOSED = "closed"
 
+    # Members are singletons, so identity is a fine hash, and a C one: Enum's
+    # own __hash__ is Python code, run for every transition check.
+    __hash__ = object.__hash__
+
 
 # Every legal transition, with the reason it happens. ``_enter`` refuses any
 # other, so this table is the whole truth about the connection's life.
@@ -263,7 +267,6 @@ class Connection:
         self._file = response.file
         self._body_sent = -len(head)  # counts up to the body bytes sent
         self._enter(State.WRITING)
-        self._set_deadline(self._config.send_timeout)
         if self._write():
             return self._finish_response()
         return False
@@ -278,10 +281,9 @@ class Connection:
                     more_follows = self._file is not None or bool(self._response.parts)
                     sent = self.sock.send(self._out, _MSG_MORE if more_follows else 0)
                     self._body_sent += sent
-                    self._set_deadline(self._config.send_timeout)  # progress
                     if sent < len(self._out):
                         self._out = memoryview(self._out)[sent:]
-                        self._update_interest()
+                        self._wait_for_writable()
                         return False
                     self._out = b""
                 file_body = self._file
@@ -301,7 +303,6 @@ class Connection:
                     file_body.offset += sent
                     file_body.remaining -= sent
                     self._body_sent += sent
-                    self._set_deadline(self._config.send_timeout)
                     continue
                 if file_body is not None:
                     file_body.close()  # done with it: free the descriptor now
@@ -309,11 +310,18 @@ class Connection:
                 if not self._next_part():
                     return True
         except (BlockingIOError, InterruptedError):
-            self._update_interest()  # wait until the kernel has room again
+            self._wait_for_writable()
             return False
         except (*_PEER_GONE, OSError):
             self.close()
             return False
+
+    def _wait_for_writable(self):
+        """The kernel's send buffer is full: wait until it has room. The send
+        timeout runs from now, so it measures a client that stops reading,
+        not a long download."""
+        self._set_deadline(self._config.send_timeout)
+        self._update_interest()
 
     def _next_part(self):
         """Load the next part of a multipart body into _out or _file."""
@@ -448,7 +456,7 @@ class Connection:
         only an assignment: the timer, when it fires, sees the new deadline
         and sleeps again. So a busy keep-alive connection does not create and
         cancel a timer per request."""
-        deadline = self._reactor.clock() + seconds
+        deadline = self._reactor.now + seconds
         self._deadline = deadline
         if self._timer is None or self._timer.when > deadline:
             if self._timer is not None:

@@ -67,7 +67,7 @@ class Variant:
     the same file: device, inode, size and modification time.
     """
 
-    __slots__ = ("coding", "path", "size", "mtime", "identity", "etag", "data")
+    __slots__ = ("coding", "path", "size", "mtime", "identity", "etag", "data", "fields", "validators")
 
     def __init__(self, coding, path, info, data=None):
         self.coding = coding
@@ -80,6 +80,11 @@ class Variant:
         suffix = "" if coding == "identity" else "-" + coding
         self.etag = f'"{self.mtime:x}-{self.size:x}{suffix}"'
         self.data = data
+        # The rendered header fields of a 200 and of a 304 for this variant,
+        # filled in by the static layer the first time it answers with it, so
+        # a cached file's head is not formatted again for every request.
+        self.fields = None
+        self.validators = None
 
 
 class Resource:

@@ -221,14 +221,17 @@ class StaticSite:
     def _file_response(self, request, resource, variant, source):
         """Preconditions, then ranges, then the whole file (RFC 9110 §13.2.2)."""
         headers = request.headers
-        validators = self._validator_fields(resource, variant)
+        fields = variant.fields
+        if fields is None:
+            variant.validators = self._validator_fields(resource, variant)
+            variant.fields = fields = (self._representation_fields(resource, variant) + variant.validators
+                                       + "Accept-Ranges: bytes\r\n")
         outcome = evaluate_preconditions(request.method, headers, variant.etag, variant.mtime)
         if outcome is not None:
             _close_source(source)
             if outcome == 304:
-                return Response(304, validators, content_length=0)
+                return Response(304, variant.validators, content_length=0)
             return error_response(412)
-        fields = self._representation_fields(resource, variant) + validators + "Accept-Ranges: bytes\r\n"
         range_value = headers.get("range")
         # Range is defined for GET alone; a HEAD's Range is ignored (RFC 9110 §14.2).
         if range_value is not None and request.method == "GET":
