@@ -8,9 +8,10 @@ import sys
 
 from . import __version__
 from .config import Config
-from .reactor import SELECTOR_CLASSES
+from .reactor import SELECTOR_CLASSES, make_selector
 from .responses import REASONS
-from .server import Server, raise_descriptor_limit
+from .server import Server, open_listener, raise_descriptor_limit
+from .workers import supervise, worker_count
 
 EXIT_USAGE = 2
 
@@ -51,6 +52,13 @@ def _error_page(text):
     return int(status), _site_path(path)
 
 
+def _workers(text):
+    try:
+        return worker_count(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _seconds(text):
     value = float(text)
     if not 0 < value < math.inf:
@@ -75,6 +83,12 @@ def build_parser():
     parser.add_argument("--blocking-threads", type=_positive_int, default=defaults.blocking_threads,
                         metavar="N", help="executor threads for file work: stat, open, read "
                                           "(default: %(default)s)")
+    parser.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                        help="worker processes sharing the port, each with its own reactor; "
+                             "auto: one per CPU (default: %(default)s)")
+    parser.add_argument("--no-reuseport", action="store_true",
+                        help="with --workers, share one inherited listening socket instead of "
+                             "one SO_REUSEPORT socket per worker")
     parser.add_argument("--quiet", action="store_true",
                         help="no access log (errors still go to stderr)")
     parser.add_argument("--selector", choices=["auto", *SELECTOR_CLASSES], default="auto",
@@ -147,7 +161,7 @@ def config_from_args(args):
     return Config(
         root=args.root, bind=args.bind, port=args.port, blocking_threads=args.blocking_threads,
         quiet=args.quiet, selector=args.selector, show_hidden=args.show_hidden,
-        use_sendfile=not args.no_sendfile, precompressed=not args.no_precompressed, gzip=args.gzip,
+        use_sendfile=not args.no_sendfile, reuse_port=not args.no_reuseport, precompressed=not args.no_precompressed, gzip=args.gzip,
         cache_control=args.cache_control, autoindex=args.autoindex,
         error_pages=tuple(args.error_page), fallback=args.fallback, cache_bytes=args.cache_bytes,
         cache_valid=args.cache_valid, max_request_line=args.max_request_line,
@@ -169,16 +183,25 @@ def main(argv=None):
     if not os.path.isdir(config.root):
         what = "does not exist" if not os.path.exists(config.root) else "is not a directory"
         return _fail(f"--root {config.root!r} {what}")
-    raise_descriptor_limit(config.max_connections)
     try:
-        server = Server(config)
+        make_selector(config.selector).close()
     except ValueError as error:  # a selector this platform does not have
         return _fail(str(error))
+    raise_descriptor_limit(config.max_connections)
     try:
-        server.listen()
+        if args.workers > 1:
+            return supervise(config, args.workers, serve)
+        listener = open_listener(config.bind, config.port)
     except OSError as error:
         return _fail(f"cannot listen on {config.bind} port {config.port}: "
                      f"{error.strerror or error}")
+    return serve(config, listener, banner=True)
+
+
+def serve(config, listener, banner=False):
+    """Serve on ``listener`` in this process until SIGINT or SIGTERM."""
+    server = Server(config)
+    server.adopt(listener)
 
     def on_signal(signum, frame):
         # Runs on the main thread, between bytecodes; it must not touch
@@ -188,11 +211,12 @@ def main(argv=None):
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-
-    for url in server.urls():
-        print(f"Serving {server.site.root} at {url} "
-              f"(selector: {server.reactor.selector.__class__.__name__.replace('Selector', '').lower()}, "
-              f"{config.blocking_threads} blocking threads). Press Ctrl+C to stop.", flush=True)
+    if banner:
+        selector_name = server.reactor.selector.__class__.__name__.replace("Selector", "").lower()
+        for url in server.urls():
+            print(f"Serving {server.site.root} at {url} (selector: {selector_name}, "
+                  f"{config.blocking_threads} blocking threads). Press Ctrl+C to stop.", flush=True)
     server.serve_forever()
-    print("Stopped.", flush=True)
+    if banner:
+        print("Stopped.", flush=True)
     return 0

@@ -18,6 +18,7 @@ class Config:
     selector: str = "auto"
     show_hidden: bool = False
     use_sendfile: bool = True
+    reuse_port: bool = True                # workers: SO_REUSEPORT where the platform has it
 
     # What is served, beyond the file itself.
     precompressed: bool = True             # style.css.br / .zst / .gz beside style.css

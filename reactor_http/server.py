@@ -56,6 +56,38 @@ def raise_descriptor_limit(max_connections):
     return soft
 
 
+def open_listener(bind, port, reuse_port=False, listen=True):
+    """A TCP socket bound to (bind, port), listening unless ``listen`` is
+    False. With ``reuse_port``, other sockets may bind the same port
+    (SO_REUSEPORT), and the kernel spreads new connections among those that
+    listen: how worker processes share a port. Raises OSError."""
+    infos = socket.getaddrinfo(bind or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, protocol, _, address = infos[0]
+    listener = socket.socket(family, kind, protocol)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and address[0] == "::":
+            # "::" means every address, IPv4 ones too (dual stack).
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(address)
+        if listen:
+            listener.listen(LISTEN_BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def listener_url(listener):
+    """The http:// URL a listening socket answers on."""
+    host, port = listener.getsockname()[:2]
+    if listener.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
 class Server:
     """A static file server on one reactor thread."""
 
@@ -76,35 +108,20 @@ class Server:
     # -- listening ---------------------------------------------------------------
 
     def listen(self):
-        """Bind and listen. Raises OSError (address in use, ...) for the caller to report."""
-        config = self.config
-        host = config.bind or None
-        infos = socket.getaddrinfo(host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, protocol, _, address = infos[0]
-        listener = socket.socket(family, kind, protocol)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6 and address[0] == "::":
-                # "::" means every address, IPv4 ones too (dual stack).
-                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            listener.bind(address)
-            listener.listen(LISTEN_BACKLOG)
-            listener.setblocking(False)
-        except OSError:
-            listener.close()
-            raise
+        """Bind and listen on the configured address. Raises OSError (address
+        in use, ...) for the caller to report."""
+        self.adopt(open_listener(self.config.bind, self.config.port))
+
+    def adopt(self, listener):
+        """Serve connections from a listening socket made elsewhere (a worker
+        process gets its socket from the supervisor)."""
+        listener.setblocking(False)
         self.listeners.append(listener)
         self._start_accepting()
 
     def urls(self):
         """The http:// URL of each listening socket."""
-        urls = []
-        for listener in self.listeners:
-            host, port = listener.getsockname()[:2]
-            if listener.family == socket.AF_INET6:
-                host = f"[{host}]"
-            urls.append(f"http://{host}:{port}/")
-        return urls
+        return [listener_url(listener) for listener in self.listeners]
 
     # Accepting is switched off in two cases, and back on when both are over:
     # at --max-connections (until a connection closes), and after running out
