@@ -46,8 +46,8 @@ def parse_range(value, size):
 
     Returns None to ignore the field (bad syntax, a unit other than bytes,
     more than MAX_RANGES ranges), UNSATISFIABLE, or a non-empty list of
-    inclusive (first, last) offsets, sorted, with overlapping or adjacent
-    ranges merged. Never raises for a str."""
+    inclusive (first, last) offsets, with overlapping or adjacent ranges
+    merged, in the order the client asked for them. Never raises for a str."""
     # §14.1.1: ranges-specifier = range-unit "=" range-set; the unit is
     # case-insensitive and the only one defined is "bytes" (§14.1.2).
     unit, equals, range_set = value.strip(_OWS).partition("=")
@@ -96,21 +96,24 @@ def parse_range(value, size):
         if size == 0 and saw_nonzero_suffix:
             return None
         return UNSATISFIABLE
-    # §14.6 (and §14.2) let a server coalesce overlapping ranges whatever
-    # their order, and the client must read each part's Content-Range rather
-    # than rely on the order it asked for. Sorting and merging means
-    # "bytes=0-,0-,0-" costs one pass over the file, not one per copy.
-    satisfiable.sort()
-    merged = [satisfiable[0]]
-    for first, last in satisfiable[1:]:
-        previous_first, previous_last = merged[-1]
-        if first <= previous_last + 1:
-            merged[-1] = (previous_first, max(previous_last, last))
+    # §14.6 lets a server coalesce overlapping ranges whatever their order:
+    # sorting and merging means "bytes=0-,0-,0-" costs one pass over the
+    # file, not one per copy. Each merged range then takes the place of the
+    # earliest range-spec in it, because §15.3.7.2 says the parts SHOULD come
+    # in the order the client asked for them.
+    ordered = sorted((first, last, position) for position, (first, last) in enumerate(satisfiable))
+    merged = [list(ordered[0])]
+    for first, last, position in ordered[1:]:
+        previous = merged[-1]
+        if first <= previous[1] + 1:
+            previous[1] = max(previous[1], last)
+            previous[2] = min(previous[2], position)
         else:
-            merged.append((first, last))
+            merged.append([first, last, position])
     if len(merged) > MAX_RANGES:
         return None
-    return merged
+    merged.sort(key=lambda entry: entry[2])
+    return [(first, last) for first, last, _ in merged]
 
 
 def content_range(first, last, size):

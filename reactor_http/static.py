@@ -208,12 +208,17 @@ class StaticSite:
             fields += f"Content-Encoding: {variant.coding}\r\n"
         return fields
 
-    def _validator_fields(self, resource, variant):
-        fields = f"Last-Modified: {format_http_date(variant.mtime)}\r\nETag: {variant.etag}\r\n"
+    def _vary_field(self, resource):
+        """Vary: Accept-Encoding on every response whose content or status
+        depends on the variant chosen (RFC 9110 §12.5.5): a 200 or 304, and
+        equally a 412 or 416 judged against that variant's validators or size."""
         if len(resource.variants) > 1 or (self.gzip and is_compressible(content_type(resource.name))):
-            # The response depends on Accept-Encoding: say so to caches (RFC 9110 §12.5.5).
-            fields += "Vary: Accept-Encoding\r\n"
-        return fields + self._cache_control
+            return "Vary: Accept-Encoding\r\n"
+        return ""
+
+    def _validator_fields(self, resource, variant):
+        return (f"Last-Modified: {format_http_date(variant.mtime)}\r\nETag: {variant.etag}\r\n"
+                + self._vary_field(resource) + self._cache_control)
 
     def _plain_file(self, resource, variant, source, status):
         return _with_source(status, self._representation_fields(resource, variant), source, 0, variant.size)
@@ -231,7 +236,7 @@ class StaticSite:
             _close_source(source)
             if outcome == 304:
                 return Response(304, variant.validators, content_length=0)
-            return error_response(412)
+            return error_response(412, None, self._vary_field(resource))
         range_value = headers.get("range")
         # Range is defined for GET alone; a HEAD's Range is ignored (RFC 9110 §14.2).
         if range_value is not None and request.method == "GET":
@@ -240,7 +245,8 @@ class StaticSite:
                 ranges = parse_range(range_value, variant.size)
                 if ranges is UNSATISFIABLE:
                     _close_source(source)
-                    return error_response(416, None, f"Content-Range: {unsatisfied_range(variant.size)}\r\n")
+                    return error_response(416, None, f"Content-Range: {unsatisfied_range(variant.size)}\r\n"
+                                                     + self._vary_field(resource))
                 if ranges:
                     return self._partial(resource, variant, source, fields, ranges)
         return _with_source(200, fields, source, 0, variant.size)

@@ -253,3 +253,116 @@ def read_head(sock, limit=65536):
         name, _, value = line.partition(":")
         headers[name.lower()] = value.strip()
     return int(status), headers, rest
+
+
+# -- helpers for the hostile-client suites (test_wire_hostile, test_resource_limits) --
+
+# The reason phrase the server sends with each status it can produce.
+REASON_PHRASES = {
+    200: "OK", 204: "No Content", 301: "Moved Permanently", 304: "Not Modified",
+    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
+    417: "Expectation Failed", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 505: "HTTP Version Not Supported",
+}
+
+# IMF-fixdate, the one Date format a server may send (RFC 9110 §5.6.7).
+IMF_FIXDATE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d{2}:\d{2}:\d{2} GMT")
+
+
+def demo_bytes(relative_path):
+    """The bytes of a file of the demo site, e.g. demo_bytes("style.css")."""
+    with open(os.path.join(DEMO_ROOT, relative_path), "rb") as file:
+        return file.read()
+
+
+def check_response_fields(status, headers, body=None):
+    """Assert the fields every response carries (Date and Server; with content,
+    nosniff and a Content-Length matching the body), and that an error or
+    redirect body is one short plain-text line starting with the status."""
+    assert IMF_FIXDATE.fullmatch(headers["date"]), headers["date"]
+    assert headers["server"].startswith("reactor_http"), headers["server"]
+    if status in (204, 304):
+        return  # no content: no Content-Length needed (RFC 9110 §8.6), nothing to sniff
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "content-length" in headers
+    if body is None:
+        return
+    assert int(headers["content-length"]) == len(body)
+    if status >= 400 or status == 301:
+        assert headers["content-type"] == "text/plain; charset=utf-8"
+        assert body.startswith(f"{status} {REASON_PHRASES[status]}".encode()), body
+        assert body.endswith(b"\n") and body.count(b"\n") == 1 and len(body) < 200, body
+
+
+def check_still_serving(server, timeout=10):
+    """Assert a fresh connection gets the index page: whatever happened before
+    cost its own connection only."""
+    client = RawClient(server.connect(timeout), timeout)
+    try:
+        status, _, body = client.request(get("/"))
+    finally:
+        client.close()
+    assert (status, body) == (200, demo_bytes("index.html"))
+
+
+def wait_until(condition, timeout, message, interval=0.05):
+    """Poll ``condition()`` until it returns a true value (returned) or the
+    generous deadline passes (AssertionError with ``message()`` or ``message``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(interval)
+
+
+# -- helpers for the browser test (test_browser) ------------------------------------
+
+# Debian's packages `chromium` and `chromium-driver` put them here; the driver
+# is used as installed, so Selenium never tries to download one.
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+# Headless, and quiet: no first-run UI, no background traffic of its own
+# (updates, sync, QUIC probes) to show up in the server's log or the network.
+CHROMIUM_ARGUMENTS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+    "--disable-sync", "--disable-quic",
+)
+
+
+def require_browser():
+    """The selenium.webdriver module, once Chromium, its driver and Selenium are
+    all there: skip locally when one is missing, fail under CI=true."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if missing:
+        skip_locally_fail_in_ci(f"{' and '.join(missing)} not installed "
+                                "(Debian packages chromium, chromium-driver)")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        skip_locally_fail_in_ci("the selenium package is not installed (pip install selenium)")
+    return webdriver
+
+
+def start_chromium(user_data_directory, capabilities=None, window_size=(1024, 768)):
+    """A headless Chromium driven through the system chromedriver, with a fresh
+    profile in ``user_data_directory`` (so nothing is cached from an earlier
+    run). The caller quits it."""
+    webdriver = require_browser()
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in CHROMIUM_ARGUMENTS:
+        options.add_argument(argument)
+    options.add_argument(f"--user-data-dir={user_data_directory}")
+    options.add_argument(f"--window-size={window_size[0]},{window_size[1]}")
+    for name, value in (capabilities or {}).items():
+        options.set_capability(name, value)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

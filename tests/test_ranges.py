@@ -49,7 +49,7 @@ SIZE = 1000
     ("bytes=-0,0-1", SIZE, [(0, 1)]),
     ("bytes=1000-,-10", SIZE, [(990, 999)]),
     # Sorted, and overlapping or adjacent ranges coalesced (§14.6).
-    ("bytes=500-599,0-99", SIZE, [(0, 99), (500, 599)]),
+    ("bytes=500-599,0-99", SIZE, [(500, 599), (0, 99)]),  # the order asked for (§15.3.7.2)
     ("bytes=0-499,400-599", SIZE, [(0, 599)]),
     ("bytes=0-99,100-199", SIZE, [(0, 199)]),           # adjacent
     ("bytes=0-99,101-199", SIZE, [(0, 99), (101, 199)]),  # a one-byte gap stays
@@ -61,7 +61,8 @@ SIZE = 1000
     ("bytes=" + ",".join(f"{offset}-{offset}" for offset in range(SIZE)), SIZE, [(0, 999)]),
 ])
 def test_satisfiable_ranges(value, size, expected):
-    """Valid, satisfiable Range values give sorted, coalesced inclusive offsets."""
+    """Valid, satisfiable Range values give coalesced inclusive offsets, in the
+    order the client asked for them."""
     assert parse_range(value, size) == expected
 
 
@@ -159,14 +160,15 @@ def test_huge_input_is_answered():
 # --- parse_range: properties ---------------------------------------------
 
 def check_well_formed(result, size):
-    """A list answer is non-empty, sorted, inside the file, with no two
-    ranges overlapping or touching, and no longer than MAX_RANGES."""
+    """A list answer is non-empty, inside the file, with no two ranges
+    overlapping or touching, and no longer than MAX_RANGES."""
     assert result is None or result is UNSATISFIABLE or isinstance(result, list)
     if isinstance(result, list):
         assert 1 <= len(result) <= MAX_RANGES
         for first, last in result:
             assert 0 <= first <= last <= size - 1
-        for (_, previous_last), (next_first, _) in zip(result, result[1:]):
+        in_file_order = sorted(result)
+        for (_, previous_last), (next_first, _) in zip(in_file_order, in_file_order[1:]):
             assert next_first > previous_last + 1
 
 
@@ -234,7 +236,19 @@ def test_parse_range_agrees_with_a_byte_set_model(specs, size, separator):
     elif len(runs(covered)) > MAX_RANGES:
         assert result is None
     else:
-        assert result == runs(covered)
+        assert sorted(result) == runs(covered)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("bytes=900-999,0-99,500-599", [(900, 999), (0, 99), (500, 599)]),
+    # A merged range takes the place of the earliest range-spec in it.
+    ("bytes=900-999,0-99,50-149", [(900, 999), (0, 149)]),
+    ("bytes=900-999,50-149,0-99", [(900, 999), (0, 149)]),
+    ("bytes=0-99,900-999,100-199", [(0, 199), (900, 999)]),
+])
+def test_parts_keep_the_requested_order(value, expected):
+    """§15.3.7.2: parts SHOULD come in the order the range-specs were asked for."""
+    assert parse_range(value, SIZE) == expected
 
 
 # --- Content-Range values -------------------------------------------------
