@@ -200,8 +200,10 @@ class Connection:
                 request = self._parser.next_request()
             except ProtocolError as error:
                 self._request = None
-                self._respond(error_response(error.status, error.detail, close=True),
-                              self._parser.first_line(), close=True)
+                response = error_response(error.status, error.detail, close=True)
+                if error.method == "HEAD":
+                    response.without_body()
+                self._respond(response, error.request_line or self._parser.first_line(), close=True)
                 return
             if request is None:
                 if self.state is not State.READING_REQUEST:

@@ -31,6 +31,7 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY"
 
 _NOT_FOUND_ERRNOS = frozenset((errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP))
 _FORBIDDEN_ERRNOS = frozenset((errno.EACCES, errno.EPERM))
+_OUT_OF_DESCRIPTORS = frozenset((errno.EMFILE, errno.ENFILE))
 
 
 class Refused:
@@ -169,6 +170,9 @@ def _refusal_for(error):
         return Refused(404)
     if error.errno in _FORBIDDEN_ERRNOS:
         return Refused(403, "permission denied")
+    if error.errno in _OUT_OF_DESCRIPTORS:
+        # Not the file's fault and not for long: 503, and never cached.
+        return Refused(503, "out of file descriptors; try again")
     raise error
 
 

@@ -135,8 +135,14 @@ class RequestParser:
         Raises ProtocolError for a request that can never become valid.
         """
         if self._body_reader is not None:
-            if not self._body_reader.consume(self._buffer):
-                return None
+            try:
+                if not self._body_reader.consume(self._buffer):
+                    return None
+            except ProtocolError as error:
+                owner = self._body_owner
+                if owner is not None:
+                    error.method, error.request_line = owner.method, owner.request_line
+                raise
             self._body_reader = None
             request, self._body_owner = self._body_owner, None
             if request is not None:
@@ -153,7 +159,12 @@ class RequestParser:
         head = bytes(buffer[:end + 2]).decode("latin-1")  # latin-1: bytes <-> str, lossless
         # Parse before consuming: after an error the bad head stays in the
         # buffer, so first_line() can still show it in the access log.
-        request = self._parse_head(head)
+        try:
+            request = self._parse_head(head)
+        except ProtocolError as error:
+            request_line = head[:head.find("\r\n")]
+            error.method, error.request_line = request_line.partition(" ")[0], request_line
+            raise
         del buffer[:end + 4]  # O(1): bytearray drops a prefix by moving its start
         self._checked_to = 0
         self._line_end = -1
@@ -169,7 +180,7 @@ class RequestParser:
         if request.chunked:
             reader = ChunkedBody(self.max_body, self.max_header_bytes, request.body)
         elif request.content_length > self.max_body:
-            raise ProtocolError(413, "request body too large")
+            raise ProtocolError(413, "request body too large", request.method, request.request_line)
         else:
             reader = LengthBody(request.content_length, request.body)
         if request.expects_continue:
@@ -180,11 +191,9 @@ class RequestParser:
             request.body_unread = True
             self._body_reader = reader
             return request
-        if reader.consume(self._buffer):
-            return request
         self._body_reader = reader
         self._body_owner = request
-        return None
+        return self.next_request()  # reads what has arrived of the body
 
     def _skip_empty_lines(self):
         buffer = self._buffer

@@ -35,6 +35,27 @@ _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 # Descriptors the server needs besides one per connection: listeners, the
 # selector, the wake-up channel, files being sent, stdio.
 _SPARE_DESCRIPTORS = 64
+# Kept free beyond those in use at start, for cache misses and the executor.
+_RESERVED_DESCRIPTORS = 8
+# How often "at the connection limit" may be logged while it lasts.
+LIMIT_LOG_INTERVAL_SECONDS = 10.0
+
+
+def connection_capacity(max_connections):
+    """How many connections the descriptor limit leaves room for: each may
+    hold a socket and an open file, and some descriptors are the server's
+    own. Stopping at this number, rather than at EMFILE, keeps a descriptor
+    free for every file a connection already holding a socket must open."""
+    if resource is None:
+        return max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = 16  # a guess where /proc is missing: stdio, selector, waker, listener
+    return max(1, min(max_connections, (soft - in_use - _RESERVED_DESCRIPTORS) // 2))
 
 
 def raise_descriptor_limit(max_connections):
@@ -100,9 +121,14 @@ class Server:
         self.access_log = AccessLog(self.reactor, access_stream, enabled=not config.quiet)
         self.use_sendfile = config.use_sendfile and hasattr(os, "sendfile")
         self.connections = set()
+        self.max_connections = connection_capacity(config.max_connections)
+        if self.max_connections < config.max_connections:
+            log_error(f"the descriptor limit leaves room for {self.max_connections} connections "
+                      f"(--max-connections is {config.max_connections})")
         self.listeners = []
         self._accepting = False
         self._backoff_timer = None  # set while accepting is paused after EMFILE
+        self._limit_logged_at = None
         self._closing = False
 
     # -- listening ---------------------------------------------------------------
@@ -131,7 +157,7 @@ class Server:
     def _start_accepting(self):
         if self._accepting or self._backoff_timer is not None or self._closing:
             return
-        if len(self.connections) >= self.config.max_connections:
+        if len(self.connections) >= self.max_connections:
             return
         for listener in self.listeners:
             self.reactor.register(listener, EVENT_READ, functools.partial(self.on_acceptable, listener))
@@ -156,8 +182,9 @@ class Server:
         """Reactor callback: connections are waiting on a listening socket."""
         fd_limit = self.reactor.fd_limit
         for _ in range(ACCEPT_BATCH):
-            if len(self.connections) >= self.config.max_connections:
+            if len(self.connections) >= self.max_connections:
                 self._stop_accepting()
+                self._log_connection_limit()
                 return
             try:
                 sock, address = listener.accept()
@@ -186,6 +213,13 @@ class Server:
             connection = Connection(self, sock, client)
             self.connections.add(connection)
             connection.start()
+
+    def _log_connection_limit(self):
+        now = self.reactor.now
+        if self._limit_logged_at is None or now - self._limit_logged_at >= LIMIT_LOG_INTERVAL_SECONDS:
+            self._limit_logged_at = now
+            log_error(f"at the connection limit ({self.max_connections}): pausing accepts until "
+                      f"a connection closes")
 
     def forget(self, connection):
         """Called by a connection when it closes."""

@@ -102,7 +102,8 @@ class StaticSite:
             if outcome.error is not None:
                 log_error(f"unexpected error resolving {path.url_path()!r}", outcome.error)
                 return self._error(request, 500, None, respond) if status == 200 else error_response(status)
-            self.cache.store(key, outcome.value)
+            if not (isinstance(outcome.value, files.Refused) and outcome.value.status == 503):
+                self.cache.store(key, outcome.value)
             return self._serve_result(request, path, outcome.value, respond, status, fallback)
 
         self._submit(files.resolve, (self.root, path.segments, path.directory, self.show_hidden,
@@ -131,6 +132,8 @@ class StaticSite:
         page = self._error_pages.get(status)
         if page is not None and request.method in SERVED_METHODS:
             return self._serve_path(request, page, respond, status=status)
+        if status == 503:
+            extra_fields += "Retry-After: 1\r\n"
         return error_response(status, detail, extra_fields)
 
     # -- from a file to a response -------------------------------------------------
@@ -195,7 +198,7 @@ class StaticSite:
                 return error_response(500)
             opened = outcome.value
             if isinstance(opened, files.Refused):
-                return error_response(opened.status, opened.detail)
+                return self._error(request, opened.status, opened.detail, respond)
             fd, fresh = opened
             return build(fresh, fd)
         self._submit(files.open_variant, (variant,), on_opened, respond)
@@ -271,11 +274,16 @@ class StaticSite:
         # A large file: each part is a region of its own duplicate of the
         # descriptor, so each can be sent (and closed) on its own.
         pieces = []
-        for head, first, last in parts:
-            pieces.append(head)
-            pieces.append(FileBody(os.dup(source), first, last - first + 1))
+        try:
+            for head, first, last in parts:
+                pieces.append(head)
+                pieces.append(FileBody(os.dup(source), first, last - first + 1))
+        except OSError:  # out of descriptors: give back what we took
+            Response(206, parts=pieces).release()
+            return error_response(503, "out of file descriptors; try again", "Retry-After: 1\r\n")
+        finally:
+            os.close(source)
         pieces.append(closing)
-        os.close(source)
         return Response(206, fields, parts=pieces, content_length=total)
 
     # -- the executor ------------------------------------------------------------
