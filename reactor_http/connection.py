@@ -105,7 +105,7 @@ class Connection:
         self._reactor = server.reactor
         self._config = config = server.config
         self._parser = RequestParser(config.max_request_line, config.max_header_bytes,
-                                     config.max_header_count, config.max_body)
+                                     config.max_header_count, config.max_body, memo=server.head_memo)
         self._interest = 0
         self._timer = None
         self._deadline = None
@@ -264,10 +264,9 @@ class Connection:
         self._keep_alive = keep_alive
         self._response = response
         self._log_line = request_line
-        head = self._server.renderer.render(response, connection_field)
-        self._out = head + response.body if response.body else head
+        self._out = self._server.renderer.wire_bytes(response, connection_field)
         self._file = response.file
-        self._body_sent = -len(head)  # counts up to the body bytes sent
+        self._body_sent = len(response.body) - len(self._out)  # counts up to the body bytes sent
         self._enter(State.WRITING)
         if self._write():
             return self._finish_response()

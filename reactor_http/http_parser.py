@@ -71,7 +71,7 @@ class Request:
     than once has its values joined with ", " (RFC 9110 §5.3)."""
 
     __slots__ = ("method", "target", "version", "headers", "keep_alive", "has_body", "request_line",
-                 "content_length", "chunked", "expects_continue", "body_unread", "body")
+                 "content_length", "chunked", "expects_continue", "body_unread", "body", "plan")
 
     def __init__(self, method, target, version, headers, keep_alive, request_line,
                  content_length=None, chunked=False):
@@ -89,20 +89,51 @@ class Request:
         self.expects_continue = False
         self.body_unread = False        # handed out before its body was read
         self.body = None                # the body bytes, only if the parser keeps bodies
+        self.plan = None                # the static layer's memo of its answer (see HeadMemo)
 
     def __repr__(self):
         return f"<Request {self.request_line!r}>"
 
 
+class HeadMemo:
+    """Parsed heads, by their exact bytes, shared by every parser of a server.
+
+    Browsers and benchmarks send the same head again and again. The same bytes
+    always parse to the same request, so the parse (every check included) is
+    done once and the Request reused: a Request without a body is never
+    changed once made, except for its ``plan``, a memo of the answer that is
+    equally a function of the same bytes. Bounded: when full, the oldest
+    entry goes. Loop thread only.
+    """
+
+    MAX_ENTRIES = 512
+    MAX_HEAD_BYTES = 4096  # longer heads (big cookies) are parsed every time
+
+    def __init__(self):
+        self._requests = {}
+
+    def get(self, head_bytes):
+        return self._requests.get(head_bytes)
+
+    def put(self, head_bytes, request):
+        if len(head_bytes) > self.MAX_HEAD_BYTES or request.has_body:
+            return
+        requests = self._requests
+        if len(requests) >= self.MAX_ENTRIES:
+            del requests[next(iter(requests))]
+        requests[head_bytes] = request
+
+
 class RequestParser:
     """Incremental parser for a stream of request heads on one connection."""
 
-    __slots__ = ("_buffer", "_checked_to", "_line_end", "_body_reader", "_body_owner",
+    __slots__ = ("_buffer", "_checked_to", "_line_end", "_body_reader", "_body_owner", "_memo",
                  "max_request_line", "max_header_bytes", "max_header_count", "max_body", "keep_bodies")
 
     def __init__(self, max_request_line=8192, max_header_bytes=16384, max_header_count=100,
-                 max_body=1024 * 1024, keep_bodies=False):
+                 max_body=1024 * 1024, keep_bodies=False, memo=None):
         self._buffer = bytearray()
+        self._memo = None if keep_bodies else memo  # a HeadMemo shared with other parsers
         self._body_reader = None  # the framing of a body still being read
         self._body_owner = None   # its request, if not handed out yet
         self._checked_to = 0  # bytes before this offset hold no bare LF and no CRLFCRLF
@@ -156,15 +187,21 @@ class RequestParser:
         if end < 0:
             self._check_incomplete_head()
             return None
-        head = bytes(buffer[:end + 2]).decode("latin-1")  # latin-1: bytes <-> str, lossless
-        # Parse before consuming: after an error the bad head stays in the
-        # buffer, so first_line() can still show it in the access log.
-        try:
-            request = self._parse_head(head)
-        except ProtocolError as error:
-            request_line = head[:head.find("\r\n")]
-            error.method, error.request_line = request_line.partition(" ")[0], request_line
-            raise
+        head_bytes = bytes(buffer[:end + 2])
+        memo = self._memo
+        request = memo.get(head_bytes) if memo is not None else None
+        if request is None:
+            head = head_bytes.decode("latin-1")  # latin-1: bytes <-> str, lossless
+            # Parse before consuming: after an error the bad head stays in the
+            # buffer, so first_line() can still show it in the access log.
+            try:
+                request = self._parse_head(head)
+            except ProtocolError as error:
+                request_line = head[:head.find("\r\n")]
+                error.method, error.request_line = request_line.partition(" ")[0], request_line
+                raise
+            if memo is not None:
+                memo.put(head_bytes, request)
         del buffer[:end + 4]  # O(1): bytearray drops a prefix by moving its start
         self._checked_to = 0
         self._line_end = -1

@@ -67,10 +67,10 @@ class Response:
     ``close`` asks the connection to close once the response is sent.
     """
 
-    __slots__ = ("status", "fields", "body", "file", "parts", "content_length", "close")
+    __slots__ = ("status", "fields", "body", "file", "parts", "content_length", "close", "wire")
 
     def __init__(self, status, fields="", body=b"", file=None, content_length=None, close=False,
-                 parts=None):
+                 parts=None, wire=None):
         self.status = status
         self.fields = fields
         self.body = body
@@ -80,6 +80,9 @@ class Response:
             content_length = len(body) + (file.remaining if file is not None else 0)
         self.content_length = content_length
         self.close = close
+        # A WireCache shared by every response made from the same plan (see
+        # static.py), so the same bytes are not rendered again each request.
+        self.wire = wire
 
     def without_body(self):
         """The same response for a HEAD request: same head, nothing after it."""
@@ -97,6 +100,18 @@ class Response:
                 if isinstance(part, FileBody):
                     part.close()
             self.parts = None
+
+
+class WireCache:
+    """The bytes last sent for a plan: head and body, as rendered in one
+    second (the Date field) with one Connection field. Loop thread only."""
+
+    __slots__ = ("second", "connection_field", "data")
+
+    def __init__(self):
+        self.second = None
+        self.connection_field = None
+        self.data = b""
 
 
 def error_response(status, detail=None, extra_fields="", close=False):
@@ -126,6 +141,19 @@ class HeadRenderer:
             self._date_second = now
             self._date_fields = f"Server: {SERVER_NAME}\r\nDate: {formatdate(now, usegmt=True)}\r\n"
         return self._date_fields
+
+    def wire_bytes(self, response, connection_field):
+        """Head and in-memory body, as one bytes object for one send(),
+        reused from the response's WireCache while the second and the
+        Connection field are the same."""
+        wire = response.wire
+        if wire is not None and wire.second == int(time.time()) and wire.connection_field == connection_field:
+            return wire.data
+        head = self.render(response, connection_field)
+        data = head + response.body if response.body else head
+        if wire is not None:
+            wire.second, wire.connection_field, wire.data = self._date_second, connection_field, data
+        return data
 
     def render(self, response, connection_field):
         """The head bytes: status line, Server, Date, content fields,

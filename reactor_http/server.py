@@ -20,6 +20,7 @@ from .connection import Connection
 from .executor import BlockingExecutor
 from .logs import AccessLog, log_error
 from .reactor import EVENT_READ, Reactor, make_selector
+from .http_parser import HeadMemo
 from .responses import HeadRenderer
 from .static import StaticSite
 
@@ -118,6 +119,7 @@ class Server:
         self.executor = BlockingExecutor(self.reactor, config.blocking_threads)
         self.site = StaticSite(config, self.executor, self.reactor.clock)
         self.renderer = HeadRenderer()
+        self.head_memo = HeadMemo()  # parsed heads, shared by every connection
         self.access_log = AccessLog(self.reactor, access_stream, enabled=not config.quiet)
         self.use_sendfile = config.use_sendfile and hasattr(os, "sendfile")
         self.connections = set()

@@ -28,7 +28,7 @@ from .logs import log_error
 from .negotiation import acceptable_encodings, is_compressible
 from .paths import PathError, parse_target
 from .ranges import UNSATISFIABLE, content_range, make_boundary, multipart_layout, parse_range, unsatisfied_range
-from .responses import FileBody, Response, error_response
+from .responses import FileBody, Response, WireCache, error_response
 
 SERVED_METHODS = ("GET", "HEAD")
 ALLOW_FIELD = "Allow: GET, HEAD, OPTIONS\r\n"
@@ -71,11 +71,14 @@ class StaticSite:
             if method in KNOWN_METHODS:
                 return self._error(request, 405, None, respond, ALLOW_FIELD)
             return self._error(request, 501, f"the {method} method is not implemented", respond)
+        plan = request.plan
+        if plan is not None and self.cache.lookup(plan.key) is plan.result:
+            return plan.response()  # the same request, answered from the same cache entry
         try:
             path = parse_target(request.target, self.show_hidden)
         except PathError as error:
             return self._error(request, error.status, error.detail, respond)
-        return self._serve_path(request, path, respond)
+        return self._serve_path(request, path, respond, memo=True)
 
     def _options(self, target):
         """OPTIONS says which methods the server allows (RFC 9110 §9.3.7), for
@@ -90,13 +93,17 @@ class StaticSite:
 
     # -- from a path to what is there ----------------------------------------------
 
-    def _serve_path(self, request, path, respond, status=200, fallback=False):
+    def _serve_path(self, request, path, respond, status=200, fallback=False, memo=False):
         """Serve what ``path`` names with ``status`` (200, or the status of an
-        error page being served)."""
+        error page being served). With ``memo``, remember a plan on the
+        request for next time, if the answer allows it."""
         key = (tuple(path.segments), path.directory)
         result = self.cache.lookup(key)
         if result is not None:
-            return self._serve_result(request, path, result, respond, status, fallback)
+            response = self._serve_result(request, path, result, respond, status, fallback)
+            if memo and response is not None and self._plannable(result, response):
+                request.plan = Plan(key, result, response)
+            return response
 
         def on_resolved(outcome):
             if outcome.error is not None:
@@ -109,6 +116,19 @@ class StaticSite:
         self._submit(files.resolve, (self.root, path.segments, path.directory, self.show_hidden,
                                      self.precompressed, self.autoindex), on_resolved, respond)
         return None
+
+    def _plannable(self, result, response):
+        """Whether ``response`` follows from the request's bytes and this cache
+        entry alone, so the same request may get it again while the entry is
+        valid: an answer from memory, not one that holds a file, nor one that
+        went on to another path (a fallback or error page with its own entry)."""
+        if response.file is not None or response.parts is not None:
+            return False
+        if isinstance(result, files.Resource):
+            return True
+        if isinstance(result, files.Refused):
+            return self._fallback is None and result.status not in self._error_pages
+        return isinstance(result, files.MissingSlash)
 
     def _serve_result(self, request, path, result, respond, status, fallback):
         if isinstance(result, files.Resource):
@@ -300,6 +320,29 @@ class StaticSite:
             if response is not None:
                 respond(response)
         self._executor.submit(job, args, on_completion)
+
+
+class Plan:
+    """A memo of the answer to one request (one Request object: identical
+    heads share it) given one cache entry: ``response()`` makes it again,
+    with no path parsing, negotiation or precondition work, while the cache
+    still holds that very entry."""
+
+    __slots__ = ("key", "result", "status", "fields", "body", "content_length", "close", "wire")
+
+    def __init__(self, key, result, response):
+        self.key = key
+        self.result = result
+        self.status = response.status
+        self.fields = response.fields
+        self.body = response.body
+        self.content_length = response.content_length
+        self.close = response.close
+        self.wire = response.wire = WireCache()
+
+    def response(self):
+        return Response(self.status, self.fields, self.body, content_length=self.content_length,
+                        close=self.close, wire=self.wire)
 
 
 def _with_source(status, fields, source, offset, length):
