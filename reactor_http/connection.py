@@ -94,7 +94,7 @@ class Connection:
         "sock", "client", "state", "_server", "_reactor", "_config", "_parser",
         "_interest", "_timer", "_deadline", "_request", "_response", "_head_only",
         "_keep_alive", "_linger", "_log_line", "_out", "_file", "_body_sent", "_job_in_flight",
-        "_requests_seen",
+        "_requests_seen", "_batch",
     )
 
     def __init__(self, server, sock, client):
@@ -120,6 +120,7 @@ class Connection:
         self._body_sent = 0
         self._job_in_flight = False
         self._requests_seen = 0
+        self._batch = []          # answers to pipelined requests, not yet sent
 
     def start(self):
         """Begin waiting for the first request. A client that connects and
@@ -206,10 +207,16 @@ class Connection:
                 self._respond(response, error.request_line or self._parser.first_line(), close=True)
                 return
             if request is None:
+                if self._batch and not self._send_batch():
+                    return  # the socket is full: on_writable finishes the batch
                 if self.state is not State.READING_REQUEST:
-                    # Part of a pipelined request is buffered: its head timeout starts now.
-                    self._enter(State.READING_REQUEST)
-                    self._set_deadline(self._config.header_timeout)
+                    if self._parser.buffered:
+                        # Part of a pipelined request is buffered: its head timeout starts now.
+                        self._enter(State.READING_REQUEST)
+                        self._set_deadline(self._config.header_timeout)
+                    else:
+                        self._enter(State.IDLE)
+                        self._set_deadline(self._config.keepalive_timeout)
                 self._update_interest()
                 return
             self._request = request
@@ -221,7 +228,9 @@ class Connection:
                 self._deadline = None  # no client timeout while the disk works
                 self._update_interest()
                 return
-            if not self._respond(response, request.request_line):
+            # If more bytes are buffered, another request may follow at once:
+            # collect this answer in the batch, to send them all in one send().
+            if not self._respond(response, request.request_line, batch=self._parser.buffered > 0):
                 return
 
     def on_response(self, response):
@@ -237,9 +246,10 @@ class Connection:
             log_error(f"error on connection from {self.client}", error)
             self.close()
 
-    def _respond(self, response, request_line, close=False):
-        """Start sending a response. Returns True if it was sent completely and
-        the connection is ready for the next request."""
+    def _respond(self, response, request_line, close=False, batch=False):
+        """Start sending a response. Returns True if it was sent completely (or,
+        with ``batch``, added to the batch) and the connection is ready for the
+        next request."""
         request = self._request
         if request is not None:
             self._head_only = request.method == "HEAD"
@@ -264,13 +274,37 @@ class Connection:
         self._keep_alive = keep_alive
         self._response = response
         self._log_line = request_line
-        self._out = self._server.renderer.wire_bytes(response, connection_field)
+        data = self._server.renderer.wire_bytes(response, connection_field)
+        if batch and keep_alive and response.file is None and not response.parts:
+            # Pipelined requests answered from memory: keep the bytes, and send
+            # the whole batch with one system call when the requests run out.
+            self._batch.append(data)
+            self._server.access_log.log(self.client, request_line, response.status, len(response.body))
+            self._response = self._request = None
+            return True
+        if self._batch:  # answers batched before this one go first
+            self._batch.append(data)
+            data = b"".join(self._batch)
+            self._batch.clear()
+        self._body_sent = len(response.body) - len(data)  # counts up to the body bytes sent
+        self._out = data
         self._file = response.file
-        self._body_sent = len(response.body) - len(self._out)  # counts up to the body bytes sent
         self._enter(State.WRITING)
         if self._write():
             return self._finish_response()
         return False
+
+    def _send_batch(self):
+        """Send the batched answers to pipelined requests. Returns True when
+        they are all sent."""
+        self._response = None  # already logged, one by one
+        self._keep_alive = True
+        self._linger = False
+        self._body_sent = 0
+        self._out = b"".join(self._batch)
+        self._batch.clear()
+        self._enter(State.WRITING)
+        return self._write() and self._finish_response(after_batch=True)
 
     def _write(self):
         """Send what we can without blocking. Returns True when the response
@@ -367,10 +401,12 @@ class Connection:
         if self._write() and self._finish_response():
             self._advance()
 
-    def _finish_response(self):
+    def _finish_response(self, after_batch=False):
         """The response is sent: log it, then keep the connection or close it.
-        Returns True if the connection waits for the next request."""
-        self._log_response()
+        Returns True if the connection waits for the next request (or, after
+        a batch, may go on to read one)."""
+        if self._response is not None:
+            self._log_response()
         self._release_file()
         self._response = None
         self._request = None
@@ -380,7 +416,7 @@ class Connection:
             else:
                 self.close()
             return False
-        if self._parser.buffered:
+        if self._parser.buffered or after_batch:
             return True  # a pipelined request may be waiting: _advance decides
         self._enter(State.IDLE)
         self._set_deadline(self._config.keepalive_timeout)
@@ -435,6 +471,7 @@ class Connection:
         self.sock.close()
         self._release_file()
         self._out = b""
+        self._batch.clear()
         self._server.forget(self)
 
     def _release_file(self):
