@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 
-from . import __version__
+from . import __version__, trace
 from .config import Config
 from .reactor import SELECTOR_CLASSES, make_selector
 from .responses import REASONS
@@ -52,6 +52,13 @@ def _error_page(text):
     return int(status), _site_path(path)
 
 
+def _trace_categories(text):
+    try:
+        return trace.parse_categories(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _workers(text):
     try:
         return worker_count(text)
@@ -89,6 +96,11 @@ def build_parser():
     parser.add_argument("--no-reuseport", action="store_true",
                         help="with --workers, share one inherited listening socket instead of "
                              "one SO_REUSEPORT socket per worker")
+    parser.add_argument("--trace", nargs="?", const="all", default=None, type=_trace_categories,
+                        metavar="CATEGORIES",
+                        help="print what the reactor, connections and executor do, one line each, "
+                             "on stderr; optionally only some of: reactor, timer, conn, executor "
+                             "(e.g. --trace=conn,executor)")
     parser.add_argument("--quiet", action="store_true",
                         help="no access log (errors still go to stderr)")
     parser.add_argument("--selector", choices=["auto", *SELECTOR_CLASSES], default="auto",
@@ -188,6 +200,8 @@ def main(argv=None):
     except ValueError as error:  # a selector this platform does not have
         return _fail(str(error))
     raise_descriptor_limit(config.max_connections)
+    if args.trace:
+        trace.install(args.trace)
     try:
         if args.workers > 1:
             return supervise(config, args.workers, serve)

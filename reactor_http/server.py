@@ -36,17 +36,18 @@ _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 # Descriptors the server needs besides one per connection: listeners, the
 # selector, the wake-up channel, files being sent, stdio.
 _SPARE_DESCRIPTORS = 64
-# Kept free beyond those in use at start, for cache misses and the executor.
-_RESERVED_DESCRIPTORS = 8
+# At least this many descriptors are kept free for files being served.
+_RESERVED_DESCRIPTORS = 16
 # How often "at the connection limit" may be logged while it lasts.
 LIMIT_LOG_INTERVAL_SECONDS = 10.0
 
 
 def connection_capacity(max_connections):
-    """How many connections the descriptor limit leaves room for: each may
-    hold a socket and an open file, and some descriptors are the server's
-    own. Stopping at this number, rather than at EMFILE, keeps a descriptor
-    free for every file a connection already holding a socket must open."""
+    """How many connections the descriptor limit leaves room for. Besides
+    the descriptors already open, a quarter of the limit (at least 16) is
+    kept for the files that connections open to send. Stopping at this
+    number, rather than at EMFILE, means a connection already accepted can
+    still open its file (and if even that fails, it gets a 503)."""
     if resource is None:
         return max_connections
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -56,7 +57,8 @@ def connection_capacity(max_connections):
         in_use = len(os.listdir("/proc/self/fd"))
     except OSError:
         in_use = 16  # a guess where /proc is missing: stdio, selector, waker, listener
-    return max(1, min(max_connections, (soft - in_use - _RESERVED_DESCRIPTORS) // 2))
+    reserved_for_files = max(_RESERVED_DESCRIPTORS, soft // 4)
+    return max(1, min(max_connections, soft - in_use - reserved_for_files))
 
 
 def raise_descriptor_limit(max_connections):
