@@ -458,8 +458,9 @@ class Connection:
         """Close now. Safe to call more than once and from any state."""
         if self.state is State.CLOSED:
             return
-        if self.state is State.WRITING and self._response is not None:
-            # Log what was sent of an interrupted response, as nginx does.
+        if self._response is not None:
+            # Log what was sent of an interrupted response, as nginx does
+            # (while writing, or waiting for the next chunk of a file).
             self._log_response()
         self._enter(State.CLOSED)
         if self._interest:

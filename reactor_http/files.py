@@ -68,7 +68,8 @@ class Variant:
     the same file: device, inode, size and modification time.
     """
 
-    __slots__ = ("coding", "path", "size", "mtime", "identity", "etag", "data", "fields", "validators")
+    __slots__ = ("coding", "path", "size", "mtime", "identity", "etag", "data", "fd", "fields",
+                 "validators")
 
     def __init__(self, coding, path, info, data=None):
         self.coding = coding
@@ -81,6 +82,11 @@ class Variant:
         suffix = "" if coding == "identity" else "-" + coding
         self.etag = f'"{self.mtime:x}-{self.size:x}{suffix}"'
         self.data = data
+        # A large variant stays open (like nginx's open_file_cache): each
+        # response sends from a duplicate of this descriptor, made on the loop
+        # thread without touching the disk. Whoever holds the Resource (the
+        # cache) closes it with Resource.close().
+        self.fd = -1
         # The rendered header fields of a 200 and of a 304 for this variant,
         # filled in by the static layer the first time it answers with it, so
         # a cached file's head is not formatted again for every request.
@@ -97,6 +103,13 @@ class Resource:
     def __init__(self, name, variants):
         self.name = name
         self.variants = variants
+
+    def close(self):
+        """Close the descriptors of its large variants (safe to repeat)."""
+        for variant in self.variants.values():
+            if variant.fd >= 0:
+                os.close(variant.fd)
+                variant.fd = -1
 
 
 def resolve(root, segments, wants_directory, show_hidden=False, precompressed=True, autoindex=False):
@@ -127,13 +140,18 @@ def resolve(root, segments, wants_directory, show_hidden=False, precompressed=Tr
     variant = _read_variant("identity", real_path)
     if isinstance(variant, Refused):
         return variant
-    variants = {"identity": variant}
-    if precompressed:
-        for coding in SERVER_PREFERENCE:
-            sibling = _sibling_variant(root, coding, real_path + PRECOMPRESSED_SUFFIXES[coding], show_hidden)
-            if sibling is not None:
-                variants[coding] = sibling
-    return Resource(name, variants)
+    resource = Resource(name, {"identity": variant})
+    try:
+        if precompressed:
+            for coding in SERVER_PREFERENCE:
+                sibling = _sibling_variant(root, coding, real_path + PRECOMPRESSED_SUFFIXES[coding],
+                                           show_hidden)
+                if sibling is not None:
+                    resource.variants[coding] = sibling
+    except BaseException:
+        resource.close()  # no descriptor may leak from a failed job
+        raise
+    return resource
 
 
 def _real_path(root, path, show_hidden):
@@ -196,14 +214,17 @@ def _read_variant(coding, real_path):
             if not stat.S_ISREG(info.st_mode):
                 return Refused(403, "not a regular file")
             if info.st_size > SMALL_FILE_BYTES:
-                return Variant(coding, real_path, info)
+                variant = Variant(coding, real_path, info)
+                variant.fd, fd = fd, -1  # kept open, for sendfile
+                return variant
             data = os.pread(fd, info.st_size + 1, 0)
             if len(data) == info.st_size:
                 return Variant(coding, real_path, info, data)
             # The file changed size between fstat and read: look again.
         raise OSError(errno.EAGAIN, f"{real_path} keeps changing while being read")
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 def open_variant(variant):

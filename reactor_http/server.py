@@ -257,5 +257,6 @@ class Server:
         # Wait for running jobs (short file operations), so that none posts
         # its completion to a reactor whose wake-up channel is closed.
         self.executor.shutdown(wait=True)
+        self.site.cache.close()
         self.access_log.flush()
         self.reactor.close()

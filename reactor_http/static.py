@@ -109,9 +109,13 @@ class StaticSite:
             if outcome.error is not None:
                 log_error(f"unexpected error resolving {path.url_path()!r}", outcome.error)
                 return self._error(request, 500, None, respond) if status == 200 else error_response(status)
-            if not (isinstance(outcome.value, files.Refused) and outcome.value.status == 503):
-                self.cache.store(key, outcome.value)
-            return self._serve_result(request, path, outcome.value, respond, status, fallback)
+            result = outcome.value
+            kept = not (isinstance(result, files.Refused) and result.status == 503) and self.cache.store(key, result)
+            try:
+                return self._serve_result(request, path, result, respond, status, fallback)
+            finally:
+                if not kept and isinstance(result, files.Resource):
+                    result.close()  # not cached: nobody else will close its descriptors
 
         self._submit(files.resolve, (self.root, path.segments, path.directory, self.show_hidden,
                                      self.precompressed, self.autoindex), on_resolved, respond)
@@ -211,6 +215,13 @@ class StaticSite:
             return build(variant, variant.data)
         if request.method == "HEAD":
             return build(variant, None)
+        if variant.fd >= 0 and _unchanged(variant):
+            # The cache holds this large file open: send from a duplicate of
+            # its descriptor (no disk access, so fine on the loop thread).
+            try:
+                return build(variant, os.dup(variant.fd))
+            except OSError:  # out of descriptors
+                return self._error(request, 503, "out of file descriptors; try again", respond)
 
         def on_opened(outcome):
             if outcome.error is not None:
@@ -343,6 +354,15 @@ class Plan:
     def response(self):
         return Response(self.status, self.fields, self.body, content_length=self.content_length,
                         close=self.close, wire=self.wire)
+
+
+def _unchanged(variant):
+    """Whether the open file is still the one the variant describes. A file
+    rewritten in place keeps its inode, so the cached descriptor would see
+    the new bytes under the old head: fstat it first (the inode is in memory:
+    this reads no disk) and, if it changed, open it afresh on the executor."""
+    info = os.fstat(variant.fd)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) == variant.identity
 
 
 def _with_source(status, fields, source, offset, length):

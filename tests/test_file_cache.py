@@ -8,6 +8,7 @@ memory stays under max_bytes, counting ENTRY_OVERHEAD_BYTES per entry plus
 the bytes of its small variants, with the least recently used going first.
 """
 
+import os
 import random
 import types
 
@@ -15,7 +16,7 @@ from hypothesis import settings
 from hypothesis import strategies as strategies
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from reactor_http.file_cache import ENTRY_OVERHEAD_BYTES, FileCache
+from reactor_http.file_cache import ENTRY_OVERHEAD_BYTES, MAX_OPEN_FILES, FileCache
 from reactor_http.files import MissingSlash, Refused, Resource, Variant
 
 
@@ -390,3 +391,60 @@ def test_random_sequence_accounting():
             else:
                 clock.now += generator.random()
             check_accounting(cache)
+
+
+# -- open files (large variants stay open, owned by the cache) ------------------------------
+
+
+class _OpenVariant:
+    def __init__(self):
+        self.data = None
+        self.fd = os.open(os.devnull, os.O_RDONLY)
+
+
+class _OpenResource:
+    """A stand-in for files.Resource with one large variant held open."""
+
+    def __init__(self):
+        self.variants = {"identity": _OpenVariant()}
+
+    def close(self):
+        for variant in self.variants.values():
+            if variant.fd >= 0:
+                os.close(variant.fd)
+                variant.fd = -1
+
+    @property
+    def closed(self):
+        return all(variant.fd == -1 for variant in self.variants.values())
+
+
+def test_a_replaced_or_evicted_entry_closes_its_files():
+    clock = [0.0]
+    cache = FileCache(max_bytes=10 * ENTRY_OVERHEAD_BYTES, valid_seconds=1, clock=lambda: clock[0])
+    first, second = _OpenResource(), _OpenResource()
+    assert cache.store("a", first)
+    assert cache.open_files == 1
+    assert cache.store("a", second)  # replaced: the old one's descriptor is closed
+    assert first.closed and not second.closed
+    cache.close()
+    assert second.closed and cache.open_files == 0 and len(cache) == 0
+
+
+def test_open_files_are_bounded():
+    cache = FileCache(max_bytes=1 << 40, valid_seconds=1, clock=lambda: 0.0)
+    resources = [_OpenResource() for _ in range(MAX_OPEN_FILES + 5)]
+    for index, resource in enumerate(resources):
+        cache.store(index, resource)
+    assert cache.open_files == MAX_OPEN_FILES
+    assert all(resource.closed for resource in resources[:5])  # the least recently used went
+    assert not any(resource.closed for resource in resources[5:])
+    cache.close()
+
+
+def test_a_result_not_kept_stays_the_callers():
+    cache = FileCache(max_bytes=0, valid_seconds=1, clock=lambda: 0.0)
+    resource = _OpenResource()
+    assert cache.store("a", resource) is False
+    assert not resource.closed  # the caller owns it, and must close it
+    resource.close()

@@ -91,6 +91,17 @@ def socket_descriptors(process):
     return count
 
 
+def hold_open_in_cache(server, path="/big.bin"):
+    """Ask for a large file once (HEAD), so the server's file cache holds it
+    open from now on (like nginx's open_file_cache): that descriptor belongs
+    in the baseline, it is not a leak."""
+    client = RawClient(server.connect())
+    try:
+        assert client.request(get(path).replace(b"GET ", b"HEAD ", 1), head_request=True)[0] == 200
+    finally:
+        client.close()
+
+
 def settle(process, baseline_fds=None, timeout=30):
     """Wait until the server holds no socket but its one listener (and, when
     given, exactly ``baseline_fds`` descriptors in all); return its descriptor count."""
@@ -208,6 +219,7 @@ def test_send_timeout_drops_a_client_that_stops_reading(start_server, tmp_path, 
     server = start_server(*flags, root=build_root(tmp_path, STALLED_FILE_BYTES))
     process = psutil.Process(server.pid)
     check_still_serving(server)
+    hold_open_in_cache(server)
     baseline_fds = settle(process)
 
     stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -366,6 +378,7 @@ def test_resets_and_half_closes_leak_nothing(start_server, selector, tmp_path):
                           root=build_root(tmp_path, CHURN_FILE_BYTES))
     process = psutil.Process(server.pid)
     check_still_serving(server)
+    hold_open_in_cache(server)
     baseline_fds = settle(process)
     failures = []
 
