@@ -185,6 +185,7 @@ class Server:
     def on_acceptable(self, listener, mask):
         """Reactor callback: connections are waiting on a listening socket."""
         fd_limit = self.reactor.fd_limit
+        is_tcp = listener.family in (socket.AF_INET, socket.AF_INET6)  # once a batch: it costs
         for _ in range(ACCEPT_BATCH):
             if len(self.connections) >= self.max_connections:
                 self._stop_accepting()
@@ -207,7 +208,7 @@ class Server:
                 continue
             try:
                 sock.setblocking(False)
-                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                if is_tcp:
                     # Responses go out in one send; don't let Nagle hold the last packet.
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # reset before we got to it
