@@ -77,10 +77,12 @@ class Variant:
         self.size = info.st_size
         self.mtime = int(info.st_mtime)
         self.identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-        # A strong validator from the file's identity, as nginx makes it
-        # (mtime-size in hex); each coding gets its own (RFC 9110 §8.8.3).
+        # A strong validator from the file's identity: nginx's mtime-size in
+        # hex, but with the modification time in nanoseconds, so that a
+        # same-size rewrite within one second still changes it (a strong
+        # ETag must, RFC 9110 §8.8.3). Each coding gets its own.
         suffix = "" if coding == "identity" else "-" + coding
-        self.etag = f'"{self.mtime:x}-{self.size:x}{suffix}"'
+        self.etag = f'"{info.st_mtime_ns:x}-{self.size:x}{suffix}"'
         self.data = data
         # A large variant stays open (like nginx's open_file_cache): each
         # response sends from a duplicate of this descriptor, made on the loop

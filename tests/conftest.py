@@ -366,3 +366,75 @@ def start_chromium(user_data_directory, capabilities=None, window_size=(1024, 76
     for name, value in (capabilities or {}).items():
         options.set_capability(name, value)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+# -- helpers for the reliability suites (test_integrity, test_faults, test_soak) ----------
+
+
+def import_script(name):
+    """scripts/<name>.py as a module (scripts/ is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "scripts", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sitecustomize_env(directory, code):
+    """Write ``code`` as ``directory``/sitecustomize.py and return the environment
+    that makes a server started by start_server run it before `-m reactor_http`:
+    fault injection (a slow disk, a jumping clock) without touching the package."""
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "sitecustomize.py")
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(code)
+    os.chmod(path, 0o644)
+    return {"PYTHONPATH": os.pathsep.join((str(directory), REPO)), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+NOBODY_UID = 65534
+
+# As in test_cli: import what the server needs while the interpreter can still
+# read its own installation, then become nobody before `-m reactor_http` runs.
+BECOME_NOBODY_CODE = f"""
+import concurrent.futures.thread
+import encodings.idna
+import os
+import runpy
+import shutil
+import reactor_http.cli
+os.setgroups([])
+os.setgid({NOBODY_UID})
+os.setuid({NOBODY_UID})
+"""
+
+
+def world_traversable(path):
+    """Whether every directory from / to ``path`` lets others in."""
+    path = os.path.realpath(path)
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+@pytest.fixture
+def world_readable_tmp():
+    """A fresh directory under /tmp that user nobody can enter (tmp_path's
+    parents may be 0o700); emptied and removed at teardown whatever modes the
+    test left inside."""
+    import tempfile
+    directory = tempfile.mkdtemp(prefix="reactor-http-reliability-", dir="/tmp")
+    os.chmod(directory, 0o755)
+    yield directory
+    for path, directories, files in os.walk(directory):
+        for name in directories + files:
+            try:
+                os.chmod(os.path.join(path, name), 0o755)
+            except OSError:
+                pass
+    shutil.rmtree(directory, ignore_errors=True)

@@ -94,13 +94,13 @@ def build_root(directory, files, mtime=MTIME):
 def etag(size, suffix=""):
     """The strong ETag of a file of ``size`` bytes dated MTIME: "mtime-size" in hex,
     with "-coding" after it for a precompressed variant."""
-    return f'"{MTIME:x}-{size:x}{suffix}"'
+    return f'"{MTIME * 10**9:x}-{size:x}{suffix}"'
 
 
 def etag_of(path):
     """The ETag a file on disk should have now (for files changed by a test)."""
     info = os.stat(path)
-    return f'"{int(info.st_mtime):x}-{info.st_size:x}"'
+    return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
 
 
 @pytest.fixture(scope="module")
@@ -322,9 +322,10 @@ def assert_multipart(response, content, content_type, ranges, expected_etag):
 
 
 @pytest.mark.parametrize("name, expected_etag", [
-    ("small.txt", '"6553f100-3e8"'),    # 1000 bytes
-    ("large.bin", '"6553f100-32000"'),  # 204800 bytes
-    ("empty.txt", '"6553f100-0"'),
+    # The modification time in nanoseconds: 1,700,000,000 s is 0x17979cfe362a0000.
+    ("small.txt", '"17979cfe362a0000-3e8"'),    # 1000 bytes
+    ("large.bin", '"17979cfe362a0000-32000"'),  # 204800 bytes
+    ("empty.txt", '"17979cfe362a0000-0"'),
 ])
 def test_file_has_strong_etag_and_last_modified(site_server, name, expected_etag):
     """A file is sent whole with a strong ETag "mtime-size" (hex), its
