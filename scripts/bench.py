@@ -1,0 +1,1335 @@
+#!/usr/bin/env python3
+"""Benchmark reactor_http against the static file servers people use, on this machine.
+
+What it does: builds a document root in a temporary directory (1 KiB index.html,
+4 KiB style.css, 64 KiB image.png, 10 MiB and 100 MiB binaries), then starts each
+server in turn on 127.0.0.1 on a free port, pinned to one CPU with `taskset`,
+and drives it with `wrk` pinned to another CPU. Each scenario gets a warm-up run
+(discarded), then --runs measured runs; the tables show medians with the min-max
+spread, the JSON keeps every run. Access logs are off for every server.
+
+    S1   1 KiB file, keep-alive: wrk -t1 -c50 --latency           req/s, p99
+    S1b  S1 with ten browser-like request headers (wrk -H ...)      req/s, p99
+    S2   1 KiB file, a new connection each (Connection: close)      req/s
+    S3   10 MiB file, wrk -c8                                       MB/s (10^6 bytes)
+    S4   404 keep-alive                                             req/s
+    S5   --idle-connections idle keep-alive connections held by a separate client
+         process (one request answered on each, then left open): the server's
+         RSS per connection, threads and descriptors (psutil)
+    S6   1 KiB file, 16 pipelined requests per write (a wrk Lua script)  responses/s
+
+For every measured run, the server's CPU time (user + system of the process and
+all its descendants, so nginx's worker counts) is read before and after, and
+divided by the requests completed: server CPU-microseconds per request. wrk's own
+CPU time is measured too: a run where wrk's core was at 90% or more is marked
+"*" (wrk-bound: the figure is the client's limit, not the server's).
+
+Peers run from the launchers in scripts/bench_peers/ (one file per server, each
+configured as its users would for static files) and are skipped, with a note,
+when they are not installed. `ceiling` is not a server: a minimal epoll loop
+answering every request with pre-built bytes, the interpreter's ceiling here.
+
+Commands (from the repository's root):
+
+    # once: a virtual environment with the peers, psutil and matplotlib
+    python3 -m venv /tmp/benchvenv
+    /tmp/benchvenv/bin/pip install -e '.[bench]'
+
+    # the full run (all servers, all scenarios, 3 runs of 10 s; about 40 minutes)
+    /tmp/benchvenv/bin/python scripts/bench.py --json bench.json --png docs/benchmarks.png \\
+        --markdown bench.md
+
+    # a smoke run: 1 run of 3 s per scenario, two servers
+    python3 scripts/bench.py --quick --servers reactor_http,nginx --scenarios S1,S4
+
+Needs wrk and taskset (util-linux) on PATH, Linux, psutil; matplotlib for --png.
+
+`bench.py idle-client ...` is the S5 client, which the harness starts itself.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import errno
+import hashlib
+import http.client
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import random
+import re
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(SCRIPTS)
+PEERS = os.path.join(SCRIPTS, "bench_peers")
+
+KIB = 1024
+MIB = 1024 * 1024
+
+# The document root: name -> size in bytes.
+DOCUMENT_FILES = {
+    "index.html": 1 * KIB,
+    "style.css": 4 * KIB,
+    "image.png": 64 * KIB,
+    "file-10m.bin": 10 * MIB,
+    "file-100m.bin": 100 * MIB,
+}
+MISSING_PATH = "/no-such-file.html"
+
+# What a current desktop browser sends on a navigation, less Host and
+# Connection (wrk adds Host; HTTP/1.1 is persistent by default): ten fields,
+# about 700 bytes, against wrk's bare "GET / HTTP/1.1" + Host.
+BROWSER_HEADERS = (
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+    "image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+    "Accept-Language: en-GB,en-US;q=0.9,en;q=0.8,fr;q=0.7",
+    "Accept-Encoding: gzip, deflate, br, zstd",
+    "Cookie: sessionid=4f9c2a7d1e8b4c3a9f6e5d2c1b0a9876; csrftoken=Zx8Qw2Er4Ty6Ui8Op0As2Df4Gh6Jk8Lz; "
+    "theme=dark; _ga=GA1.1.1234567890.1732780800",
+    "Referer: http://127.0.0.1/docs/getting-started.html",
+    "Cache-Control: max-age=0",
+    "Sec-Fetch-Dest: document",
+    "Sec-Fetch-Mode: navigate",
+    "Sec-Fetch-Site: same-origin",
+)
+
+PIPELINE_DEPTH = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    path: str = "/index.html"
+    connections: int = 50
+    headers: tuple = ()
+    pipeline_depth: int = 1
+    metric: str = "requests_per_second"  # or "megabytes_per_second", or "idle" for S5
+    expected_status: int = 200
+    ceiling: bool = True  # whether the ceiling loop's answer means anything here
+
+
+SCENARIOS = {scenario.name: scenario for scenario in (
+    Scenario("S1", "1 KiB, keep-alive"),
+    Scenario("S1b", "1 KiB, keep-alive, browser headers", headers=BROWSER_HEADERS),
+    Scenario("S2", "1 KiB, new connection each", headers=("Connection: close",)),
+    Scenario("S3", "10 MiB file", path="/file-10m.bin", connections=8,
+             metric="megabytes_per_second", ceiling=False),
+    Scenario("S4", "404, keep-alive", path=MISSING_PATH, expected_status=404, ceiling=False),
+    Scenario("S5", "idle keep-alive connections", metric="idle"),
+    Scenario("S6", f"1 KiB, {PIPELINE_DEPTH} pipelined per write", pipeline_depth=PIPELINE_DEPTH),
+)}
+
+METRIC_UNITS = {"requests_per_second": "req/s", "megabytes_per_second": "MB/s"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    label: str
+    launcher: str = None            # file in scripts/bench_peers/; None for reactor_http
+    modules: tuple = ()             # importable modules it needs
+    distributions: tuple = ()       # packages whose versions the report names
+    program: str = None             # an external program it needs
+
+
+SERVERS = {spec.name: spec for spec in (
+    ServerSpec("reactor_http", "reactor_http"),
+    ServerSpec("ceiling", "ceiling: bare epoll loop, fixed answer", "ceiling.py"),
+    ServerSpec("nginx", "nginx, 1 worker, sendfile", "nginx.py", program="nginx"),
+    ServerSpec("waitress", "waitress + whitenoise", "waitress_whitenoise.py",
+               ("waitress", "whitenoise"), ("waitress", "whitenoise")),
+    ServerSpec("http_server_11", "http.server, HTTP/1.1 + TCP_NODELAY", "http_server_11.py"),
+    ServerSpec("twisted", "twisted static.File", "twisted_static.py", ("twisted",), ("twisted",)),
+    ServerSpec("aiohttp", "aiohttp add_static", "aiohttp_static.py", ("aiohttp",), ("aiohttp",)),
+    ServerSpec("tornado", "tornado StaticFileHandler", "tornado_static.py", ("tornado",), ("tornado",)),
+    ServerSpec("http_server_10", "python -m http.server (HTTP/1.0)", "http_server_10.py"),
+    ServerSpec("uvicorn", "uvicorn + starlette StaticFiles", "uvicorn_starlette.py",
+               ("uvicorn", "starlette"), ("uvicorn", "starlette", "uvloop", "httptools")),
+)}
+
+# A run where wrk's own core was this busy measured wrk, not the server.
+CLIENT_BOUND_PERCENT = 90.0
+# A run where something else took this much of the server's CPU was disturbed.
+NOISY_PERCENT = 20.0
+
+
+class BenchError(Exception):
+    """Something that stops one server's measurement (it is reported, the rest go on)."""
+
+
+# -- the machine -------------------------------------------------------------------------
+
+def find_program(name):
+    """A program on PATH, or in the sbin directories a non-root PATH may lack."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
+        candidate = os.path.join(directory, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def parse_cpu_list(text):
+    """taskset's list syntax ("0", "0-1", "0,2-3") -> a sorted list of CPU numbers."""
+    cpus = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise argparse.ArgumentTypeError(f"not a CPU list: {text!r} (e.g. 0 or 0-1 or 0,2)")
+        cpus.update(range(int(first), int(last if dash else first) + 1))
+    return sorted(cpus)
+
+
+def read_cpu_jiffies():
+    """/proc/stat per CPU: {cpu: (busy, total)} in clock ticks. Busy counts steal
+    too: time the hypervisor gave to someone else is time the server did not get."""
+    jiffies = {}
+    with open("/proc/stat") as file:
+        for line in file:
+            match = re.match(r"cpu(\d+) (.*)", line)
+            if match:
+                values = [int(value) for value in match.group(2).split()]
+                idle = values[3] + values[4]  # idle + iowait
+                jiffies[int(match.group(1))] = (sum(values[:8]) - idle, sum(values[:8]))
+    return jiffies
+
+
+def busy_percent(before, after, cpus):
+    """How busy the given CPUs were between two read_cpu_jiffies(), as a percent of one CPU."""
+    busy = sum(after[cpu][0] - before[cpu][0] for cpu in cpus if cpu in after)
+    total = sum(after[cpu][1] - before[cpu][1] for cpu in cpus if cpu in after)
+    return 100.0 * len(cpus) * busy / total if total else 0.0
+
+
+def raise_descriptor_limit(wanted=None):
+    """Raise the soft RLIMIT_NOFILE to the hard limit (or to `wanted`, if lower)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if wanted is None or hard != resource.RLIM_INFINITY and wanted > hard else wanted
+    if target == resource.RLIM_INFINITY:
+        target = 1 << 20
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def machine_description():
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu_model": model, "cpus": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version(), "implementation": platform.python_implementation()}
+
+
+def program_version(command):
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (completed.stdout + completed.stderr).strip().splitlines()[0] if (
+        completed.stdout or completed.stderr) else None
+
+
+# -- the document root -------------------------------------------------------------------
+
+def build_document_root(directory):
+    """Write the benchmark's files (deterministic bytes) into directory; readable by
+    anyone, since nginx's worker drops to an unprivileged user when run as root."""
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    generator = random.Random(1)  # the same bytes every run
+    chunk = generator.randbytes(MIB)
+    for name, size in DOCUMENT_FILES.items():
+        path = os.path.join(directory, name)
+        with open(path, "wb") as file:
+            if name == "index.html":
+                file.write(_html_page(size))
+            elif name == "style.css":
+                file.write(_css(size))
+            elif name == "image.png":
+                file.write((b"\x89PNG\r\n\x1a\n" + chunk)[:size])
+            else:
+                for _ in range(size // MIB):
+                    file.write(chunk)
+        os.chmod(path, 0o644)
+    return directory
+
+
+def _html_page(size):
+    page = ("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<title>Benchmark page</title>\n<link rel=\"stylesheet\" href=\"style.css\">\n"
+            "</head>\n<body>\n<h1>A 1 KiB page</h1>\n<p><img src=\"image.png\" alt=\"\"></p>\n")
+    closing = "</body>\n</html>\n"
+    filler = "<p>" + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 30
+    body = page + filler
+    body = body[:size - len(closing) - len("</p>\n")] + "</p>\n" + closing
+    assert len(body) == size
+    return body.encode("ascii")
+
+
+def _css(size):
+    rule = "body { margin: 0 auto; max-width: 40em; font: 16px/1.5 sans-serif; color: #222; }\n"
+    text = (rule * (size // len(rule) + 1))[:size - 1] + "\n"
+    return text.encode("ascii")
+
+
+# -- wrk -----------------------------------------------------------------------------------
+
+# wrk counts a "request" when it has parsed a *response* (response_complete() in
+# wrk.c increments the thread's `complete` counter once per response), and it
+# knows how many responses one write should bring back by parsing the string
+# request() returns (script_verify_request counts the requests in it and sets
+# the pipeline depth). So with 16 requests in one write, wrk's request count, and
+# its Requests/sec, count responses, not batches: responses per second is
+# summary.requests / summary.duration, with no factor of 16 anywhere.
+# tests/test_bench_harness.py checks this against the server's own access log.
+#
+# Latency: wrk records one sample per write (for S6, from the write to the last
+# of its 16 responses), then, before done() sees them, "corrects" the histogram
+# for coordinated omission (stats_correct in wrk.c and stats.c): for each sample
+# longer than twice the mean interval between responses on a connection, it adds
+# synthetic samples below it. The p99 of S1-S4 is that corrected figure, as wrk
+# prints it. With pipelining the interval is per response, 16 times shorter than
+# a batch, so the synthetic samples land below the histogram's minimum, where
+# wrk's percentile walk never looks: S6's percentiles are garbage (often 0). For
+# S6 the harness reports the mean batch time from Little's law instead: with
+# every connection always waiting on one batch, mean time per batch =
+# connections x depth / responses per second.
+WRK_SCRIPT = """\
+-- Written by scripts/bench.py: {depth} request(s) per write, then one JSON line for the harness.
+local depth = {depth}
+local path = "{path}"
+
+init = function(args)
+  if depth > 1 then
+    batch = string.rep(wrk.format(nil, path), depth)
+  end
+end
+
+if depth > 1 then
+  request = function() return batch end
+end
+
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    "BENCH_JSON {{\\"duration_us\\": %.0f, \\"requests\\": %.0f, \\"bytes\\": %.0f, " ..
+    "\\"connect_errors\\": %.0f, \\"read_errors\\": %.0f, \\"write_errors\\": %.0f, " ..
+    "\\"status_errors\\": %.0f, \\"timeouts\\": %.0f, \\"p50_us\\": %.0f, \\"p99_us\\": %.0f, " ..
+    "\\"max_us\\": %.0f}}\\n",
+    summary.duration, summary.requests, summary.bytes, errors.connect, errors.read,
+    errors.write, errors.status, errors.timeout, latency:percentile(50),
+    latency:percentile(99), latency.max))
+end
+"""
+
+
+def write_wrk_script(path, request_path="/index.html", depth=1):
+    """Write the Lua script for one scenario; returns path."""
+    if not re.fullmatch(r"/[A-Za-z0-9._/-]*", request_path):
+        raise ValueError(f"unexpected request path {request_path!r}")
+    with open(path, "w") as file:
+        file.write(WRK_SCRIPT.format(depth=depth, path=request_path))
+    return path
+
+
+def wrk_command(wrk, url, connections, seconds, script, headers=(), client_cpus=None):
+    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script]
+    for header in headers:
+        command += ["-H", header]
+    command.append(url)
+    if client_cpus:
+        command = ["taskset", "-c", client_cpus, *command]
+    return command
+
+
+def parse_wrk_output(text):
+    """The JSON line our Lua done() printed -> dict; BenchError if it is missing."""
+    for line in text.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return json.loads(line[len("BENCH_JSON "):])
+    raise BenchError(f"wrk printed no result:\n{text[-2000:]}")
+
+
+# -- measuring a process tree ------------------------------------------------------------
+
+def process_tree(process):
+    import psutil
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return [process]
+
+
+def tree_cpu_seconds(process):
+    """User + system CPU seconds of a process and every live descendant (nginx's worker)."""
+    import psutil
+    total = 0.0
+    for member in process_tree(process):
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def tree_snapshot(process, port=None):
+    """RSS (bytes), threads and descriptors summed over the tree; with port, also the
+    TCP connections established on that local port."""
+    import psutil
+    snapshot = {"rss": 0, "threads": 0, "fds": 0}
+    members = process_tree(process)
+    for member in members:
+        try:
+            snapshot["rss"] += member.memory_info().rss
+            snapshot["threads"] += member.num_threads()
+            snapshot["fds"] += member.num_fds()
+        except psutil.NoSuchProcess:
+            continue
+    if port is not None:
+        established = 0
+        for member in members:
+            try:
+                connections = member.net_connections(kind="tcp")
+            except psutil.NoSuchProcess:
+                continue
+            established += sum(1 for connection in connections
+                               if connection.status == psutil.CONN_ESTABLISHED
+                               and connection.laddr and connection.laddr.port == port)
+        snapshot["established"] = established
+    return snapshot
+
+
+# -- one running server ------------------------------------------------------------------
+
+class RunningServer:
+    """A server started under taskset in its own session (so that stopping it
+    stops its children too), with its output in a log file."""
+
+    def __init__(self, spec, command, port, log_path):
+        import psutil
+        self.spec = spec
+        self.port = port
+        self.log_path = log_path
+        self.log_file = open(log_path, "wb")
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            filter(None, [REPO, os.environ.get("PYTHONPATH")])), PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            command, cwd=REPO, env=environment, stdin=subprocess.DEVNULL,
+            stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        # taskset execs the command, so this pid is the server itself.
+        self.psutil_process = psutil.Process(self.process.pid)
+
+    def wait_until_listening(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(f"exited with status {self.process.returncode}: {self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise BenchError(f"not listening after {timeout} s: {self.log_tail()}")
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def log_tail(self, limit=1500):
+        self.log_file.flush()
+        try:
+            with open(self.log_path, "rb") as file:
+                return file.read()[-limit:].decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def stop(self, timeout=10):
+        if self.process.poll() is None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.process.pid, sig)  # the session this harness started
+                except ProcessLookupError:
+                    break
+                try:
+                    self.process.wait(timeout)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.log_file.close()
+
+
+def server_command(spec, port, root, options, work_directory):
+    if spec.name == "reactor_http":
+        command = [sys.executable, "-m", "reactor_http", "--quiet", "--port", str(port), "--root", root]
+        if options.reactor_workers:
+            command += ["--workers", str(options.reactor_workers)]
+        command += shlex.split(options.reactor_args or "")
+    else:
+        command = [sys.executable, os.path.join(PEERS, spec.launcher), "--port", str(port), "--root", root]
+        if spec.name == "nginx":
+            command += ["--prefix", os.path.join(work_directory, "nginx")]
+    return ["taskset", "-c", options.server_cpus, *command]
+
+
+def why_unavailable(spec):
+    """None if the server can run here, else the reason it is skipped."""
+    missing = [module for module in spec.modules if importlib.util.find_spec(module) is None]
+    if missing:
+        return f"not installed ({', '.join(missing)}): pip install -e '.[bench]'"
+    if spec.program and find_program(spec.program) is None:
+        return f"{spec.program} is not installed"
+    return None
+
+
+def source_fingerprint(package_directory):
+    """A short hash of a package's .py files: which code a report measured, in a
+    tree that changes between runs (reactor_http's version number moves rarely)."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(package_directory)):
+        if name.endswith(".py"):
+            digest.update(name.encode())
+            with open(os.path.join(package_directory, name), "rb") as file:
+                digest.update(file.read())
+    return digest.hexdigest()[:12]
+
+
+def server_version(spec):
+    if spec.name == "reactor_http":
+        sys.path.insert(0, REPO)
+        try:
+            import reactor_http
+            fingerprint = source_fingerprint(os.path.dirname(reactor_http.__file__))
+            return f"reactor_http {reactor_http.__version__} (sources {fingerprint})"
+        finally:
+            sys.path.remove(REPO)
+    if spec.name == "nginx":
+        return program_version([find_program("nginx"), "-v"])
+    versions = []
+    for distribution in spec.distributions:
+        try:
+            versions.append(f"{distribution} {importlib.metadata.version(distribution)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ", ".join(versions) or f"Python {platform.python_version()}"
+
+
+def check_answers(port, index_bytes, check_404=True):
+    """Before measuring, make sure the server gives the right bytes for the
+    scenarios' paths: a fast wrong answer (a 403 page, an index listing) would
+    look like a fast server."""
+    def fetch(path):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Length"), response.read()
+        finally:
+            connection.close()
+
+    status, _, body = fetch("/index.html")
+    if status != 200 or body != index_bytes:
+        raise BenchError(f"GET /index.html gave {status} with {len(body)} bytes, "
+                         f"not 200 with the {len(index_bytes)}-byte page")
+    if check_404:
+        status, _, _ = fetch(MISSING_PATH)
+        if status != 404:
+            raise BenchError(f"GET {MISSING_PATH} gave {status}, not 404")
+        status, length, body = fetch("/file-10m.bin")
+        if status != 200 or len(body) != 10 * MIB:
+            raise BenchError(f"GET /file-10m.bin gave {status} with {len(body)} bytes")
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, options, wrk, work_directory, root, log=print):
+        self.options = options
+        self.wrk = wrk
+        self.work_directory = work_directory
+        self.root = root
+        self.log = log
+        self.server_cpus = parse_cpu_list(options.server_cpus)
+        self.client_cpus = parse_cpu_list(options.client_cpus)
+        with open(os.path.join(root, "index.html"), "rb") as file:
+            self.index_bytes = file.read()
+        self.scripts = {}
+        for scenario in SCENARIOS.values():
+            if scenario.metric != "idle":
+                self.scripts[scenario.name] = write_wrk_script(
+                    os.path.join(work_directory, f"{scenario.name}.lua"),
+                    scenario.path, scenario.pipeline_depth)
+
+    def run_wrk(self, server, scenario, seconds):
+        """One wrk run against server; returns the run's figures."""
+        url = f"http://127.0.0.1:{server.port}{scenario.path}"
+        command = wrk_command(self.wrk, url, scenario.connections, seconds,
+                              self.scripts[scenario.name], scenario.headers, self.options.client_cpus)
+        cpu_before = tree_cpu_seconds(server.psutil_process)
+        jiffies_before = read_cpu_jiffies()
+        # wrk is this harness's only child that exits during a run, so the change
+        # in RUSAGE_CHILDREN across its wait is wrk's own CPU time.
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            output, errors = process.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise BenchError(f"wrk did not finish within {seconds + 60} s")
+        wall = time.monotonic() - started
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        jiffies_after = read_cpu_jiffies()
+        cpu_after = tree_cpu_seconds(server.psutil_process)
+        if process.returncode != 0:
+            raise BenchError(f"wrk exited with status {process.returncode}: {errors.strip()}")
+        if not server.alive():
+            raise BenchError(f"the server exited during {scenario.name}: {server.log_tail()}")
+        figures = parse_wrk_output(output)
+        seconds_measured = figures["duration_us"] / 1e6
+        requests = figures["requests"]
+        rate = requests / seconds_measured if seconds_measured else 0.0
+        pipelined = scenario.pipeline_depth > 1
+        server_cpu = cpu_after - cpu_before
+        client_cpu = ((children_after.ru_utime + children_after.ru_stime)
+                      - (children_before.ru_utime + children_before.ru_stime))
+        server_percent = 100.0 * server_cpu / wall
+        server_cores_percent = busy_percent(jiffies_before, jiffies_after, self.server_cpus)
+        # wrk counts every response with status > 399 as a "status error"; S4
+        # expects exactly those.
+        unexpected_status = (requests - figures["status_errors"] if scenario.expected_status >= 400
+                             else figures["status_errors"])
+        return {
+            "requests": requests,
+            "seconds": seconds_measured,
+            "requests_per_second": rate,
+            "megabytes_per_second": figures["bytes"] / seconds_measured / 1e6 if seconds_measured else 0.0,
+            # A percentile of 0 is wrk's walk missing its own corrected samples (see WRK_SCRIPT).
+            "p50_ms": figures["p50_us"] / 1000 if figures["p50_us"] and not pipelined else None,
+            "p99_ms": figures["p99_us"] / 1000 if figures["p99_us"] and not pipelined else None,
+            "max_ms": figures["max_us"] / 1000,
+            "batch_mean_ms": (1000 * scenario.connections * scenario.pipeline_depth / rate
+                              if pipelined and rate else None),
+            "socket_errors": {key: figures[key] for key in
+                              ("connect_errors", "read_errors", "write_errors", "timeouts")},
+            "unexpected_status": unexpected_status,
+            "server_cpu_seconds": server_cpu,
+            "cpu_us_per_request": 1e6 * server_cpu / requests if requests else None,
+            "server_cpu_percent": server_percent,
+            "client_cpu_percent": 100.0 * client_cpu / wall,
+            # Time the server's CPUs spent on anything but this server: other
+            # work on a shared machine, the hypervisor's steal, interrupts.
+            "other_load_on_server_cpus_percent": max(0.0, server_cores_percent - server_percent),
+        }
+
+    def measure_scenario(self, server, scenario):
+        options = self.options
+        if options.warmup:
+            self.run_wrk(server, scenario, options.warmup)  # discarded
+        runs = []
+        for number in range(1, options.runs + 1):
+            run = self.run_wrk(server, scenario, options.duration)
+            runs.append(run)
+            unit = METRIC_UNITS[scenario.metric]
+            self.log(f"  {scenario.name} run {number}/{options.runs}: "
+                     f"{format_number(run[scenario.metric])} {unit}, "
+                     + (f"p99 {format_number(run['p99_ms'])} ms, " if run["p99_ms"] else "")
+                     + (f"batch {format_number(run['batch_mean_ms'])} ms, " if run["batch_mean_ms"] else "")
+                     + f"{format_number(run['cpu_us_per_request'])} CPU-us/request, "
+                     f"server {run['server_cpu_percent']:.0f}% / wrk {run['client_cpu_percent']:.0f}% "
+                     f"of a core")
+        return summarise_runs(runs)
+
+    def measure_idle(self, server):
+        """S5: hold N idle keep-alive connections from a separate process and look
+        at the server's memory, threads and descriptors."""
+        count = self.options.idle_connections
+        time.sleep(0.5)  # let the previous scenario's connections finish closing
+        before = tree_snapshot(server.psutil_process, server.port)
+        command = ["taskset", "-c", self.options.client_cpus, sys.executable, os.path.abspath(__file__),
+                   "idle-client", "--port", str(server.port), "--count", str(count)]
+        client = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            opened = json.loads(client.stdout.readline() or "null")
+            if opened is None:
+                raise BenchError("the idle client failed")
+            # Measure at once: some servers close idle connections after a few
+            # seconds (uvicorn: 5 s), and what they still hold is what is measured.
+            after = tree_snapshot(server.psutil_process, server.port)
+            client.stdin.write("check\n")
+            client.stdin.flush()
+            still_open = json.loads(client.stdout.readline() or "null") or {}
+        finally:
+            try:
+                client.stdin.close()
+            except OSError:
+                pass
+            try:
+                client.wait(60)
+            except subprocess.TimeoutExpired:
+                client.kill()
+                client.wait()
+        held = after["established"]
+        result = {
+            "requested": count,
+            "answered": opened["answered"],
+            "failed": opened["failed"],
+            "unanswered": opened["unanswered"],
+            "open_seconds": opened["seconds"],
+            "held_by_server": held,
+            "still_open_after_measurement": still_open.get("open"),
+            "rss_before_bytes": before["rss"],
+            "rss_after_bytes": after["rss"],
+            "rss_per_connection_kib": (after["rss"] - before["rss"]) / held / KIB if held else None,
+            "threads_before": before["threads"],
+            "threads": after["threads"],
+            "fds": after["fds"],
+        }
+        self.log(f"  S5: {held} of {count} connections held, "
+                 + (f"{result['rss_per_connection_kib']:.1f} KiB RSS each, " if held else "")
+                 + f"{after['threads']} threads, {after['fds']} descriptors")
+        return result
+
+    def measure_server(self, spec, scenarios):
+        port = free_port()
+        command = server_command(spec, port, self.root, self.options, self.work_directory)
+        server = RunningServer(spec, command, port, os.path.join(self.work_directory, f"{spec.name}.log"))
+        results = {}
+        try:
+            server.wait_until_listening()
+            check_answers(port, self.index_bytes, check_404=spec.name != "ceiling")
+            for scenario in scenarios:
+                if spec.name == "ceiling" and not scenario.ceiling:
+                    results[scenario.name] = {"skipped": "the ceiling loop answers every request alike"}
+                    continue
+                try:
+                    if scenario.metric == "idle":
+                        results[scenario.name] = self.measure_idle(server)
+                    else:
+                        results[scenario.name] = self.measure_scenario(server, scenario)
+                except (BenchError, OSError, ValueError, KeyError) as error:
+                    # One cell fails, not the whole invocation.
+                    self.log(f"  {scenario.name} failed: {error!r}")
+                    results[scenario.name] = {"error": str(error) or repr(error)}
+                    if not server.alive():
+                        break
+        finally:
+            server.stop()
+        return results
+
+
+def summarise_runs(runs):
+    """Median, min and max of every numeric figure, plus the runs themselves."""
+    summary = {"runs": runs}
+    for key in ("requests_per_second", "megabytes_per_second", "p50_ms", "p99_ms", "max_ms",
+                "batch_mean_ms",
+                "cpu_us_per_request", "server_cpu_percent", "client_cpu_percent",
+                "other_load_on_server_cpus_percent"):
+        values = [run[key] for run in runs if run[key] is not None]
+        if values:
+            summary[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    summary["client_bound"] = summary["client_cpu_percent"]["median"] >= CLIENT_BOUND_PERCENT
+    summary["errors"] = sum(sum(run["socket_errors"].values()) + run["unexpected_status"] for run in runs)
+    summary["noisy"] = summary["other_load_on_server_cpus_percent"]["median"] >= NOISY_PERCENT
+    return summary
+
+
+def compute_ratios(results, scenarios, reference="reactor_http"):
+    """reference / peer for each scenario's main figure and CPU per request, and
+    for S5's RSS per connection; from medians of the same invocation."""
+    ratios = {}
+    own = results.get(reference)
+    if not own:
+        return ratios
+    for peer, peer_results in results.items():
+        if peer == reference:
+            continue
+        for scenario in scenarios:
+            mine, theirs = own.get(scenario.name, {}), peer_results.get(scenario.name, {})
+            entry = {}
+            if scenario.metric == "idle":
+                if mine.get("rss_per_connection_kib") and theirs.get("rss_per_connection_kib"):
+                    entry["rss_per_connection"] = (mine["rss_per_connection_kib"]
+                                                   / theirs["rss_per_connection_kib"])
+            else:
+                for key in (scenario.metric, "cpu_us_per_request"):
+                    if key in mine and key in theirs and theirs[key]["median"]:
+                        entry["throughput" if key == scenario.metric else key] = (
+                            mine[key]["median"] / theirs[key]["median"])
+            if entry:
+                ratios.setdefault(peer, {})[scenario.name] = entry
+    return ratios
+
+
+# -- the idle-connection client (S5), run as a separate process ---------------------------
+
+MAX_CONNECTING = 256  # connections in flight at once: fast, without overflowing most listen queues
+OPEN_DEADLINE_SECONDS = 600  # S5 opens what it can in this long, whatever happens
+
+
+def _response_complete(buffer):
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    match = re.search(rb"\r\ncontent-length:[ \t]*(\d+)", buffer[:end + 2], re.IGNORECASE)
+    length = int(match.group(1)) if match else 0
+    return len(buffer) >= end + 4 + length
+
+
+def hold_idle_connections(host, port, count, path, stall_seconds, report, commands):
+    """Open count connections, send one request on each and read its answer,
+    then keep them open. Reports one JSON line when done opening, one more after
+    a "check" command (how many the server has not closed), and closes them all
+    at "close" or end of input."""
+    raise_descriptor_limit(count + 64)
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode("ascii")
+    selector = selectors.DefaultSelector()
+    held, connecting = [], set()  # connecting: opened, not yet answered
+    handshaking = set()  # connect() not complete yet
+    opened = answered = failed = 0
+    started = last_progress = time.monotonic()
+
+    def give_up(sock):
+        nonlocal failed
+        selector.unregister(sock)
+        connecting.discard(sock)
+        handshaking.discard(sock)
+        sock.close()
+        failed += 1
+
+    while answered + failed < count:
+        while opened < count and len(connecting) < MAX_CONNECTING:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            opened += 1
+            if sock.connect_ex((host, port)) not in (0, errno.EINPROGRESS):
+                sock.close()
+                failed += 1
+                continue
+            connecting.add(sock)
+            handshaking.add(sock)
+            selector.register(sock, selectors.EVENT_WRITE, bytearray())
+        # Give up when nothing was answered for stall_seconds: waitress stops
+        # accepting at 100 connections, and the rest wait in its listen queue
+        # for ever. But not while a handshake is pending: a full listen queue
+        # (http.server has 5 places) drops SYNs, which the kernel retries after
+        # 1, 2, 4, ... 64 s, then fails the connect (a failure is progress).
+        if not handshaking and time.monotonic() - last_progress > stall_seconds:
+            break
+        if time.monotonic() - started > OPEN_DEADLINE_SECONDS:
+            break
+        for key, events in selector.select(timeout=0.5):
+            sock = key.fileobj
+            if events & selectors.EVENT_WRITE:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    give_up(sock)
+                    last_progress = time.monotonic()
+                    continue
+                handshaking.discard(sock)
+                try:
+                    sock.send(request)
+                except OSError:
+                    give_up(sock)
+                    continue
+                selector.modify(sock, selectors.EVENT_READ, key.data)
+                continue
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                give_up(sock)
+                last_progress = time.monotonic()
+                continue
+            key.data.extend(data)
+            if _response_complete(key.data):
+                selector.unregister(sock)
+                connecting.discard(sock)
+                held.append(sock)
+                answered += 1
+                last_progress = time.monotonic()
+    unanswered = len(connecting)
+    for sock in connecting:  # measure what the answered connections cost, nothing else
+        selector.unregister(sock)
+        sock.close()
+    report({"answered": answered, "failed": failed, "unanswered": unanswered,
+            "seconds": round(time.monotonic() - started, 3)})
+    for line in commands:
+        if line.strip() == "check":
+            still_open = 0
+            for sock in held:
+                try:
+                    still_open += sock.recv(1, socket.MSG_PEEK) != b""
+                except BlockingIOError:
+                    still_open += 1  # nothing to read and no end of stream: open
+                except OSError:
+                    pass
+            report({"open": still_open, "closed": len(held) - still_open})
+        elif line.strip() == "close":
+            break
+    for sock in held:
+        sock.close()
+
+
+def idle_client_main(argv):
+    parser = argparse.ArgumentParser(prog="bench.py idle-client",
+                                     description="S5's client: hold idle keep-alive connections.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--path", default="/index.html")
+    parser.add_argument("--stall-seconds", type=float, default=30.0,
+                        help="give up opening when nothing was answered for this long")
+    args = parser.parse_args(argv)
+
+    def report(value):
+        print(json.dumps(value), flush=True)
+
+    hold_idle_connections(args.host, args.port, args.count, args.path, args.stall_seconds,
+                          report, sys.stdin)
+    return 0
+
+
+# -- reporting -----------------------------------------------------------------------------
+
+def format_number(value):
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def format_ratio(value):
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def render_table(headers, rows, markdown):
+    if markdown:
+        # The marks would read as emphasis and strike-through.
+        rows = [[cell.replace("*", "\\*").replace("~", "\\~") for cell in row] for row in rows]
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(headers, widths)).rstrip(),
+             "  ".join("-" * width for width in widths)]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(summary, key, runs, marks=True):
+    if not summary:
+        return "-"
+    if "skipped" in summary:
+        return "n/a"
+    if "error" in summary:
+        return "failed"
+    figure = summary.get(key)
+    if figure is None:
+        return "-"
+    text = format_number(figure["median"])
+    if runs > 1:
+        text += f" ({format_number(figure['min'])}-{format_number(figure['max'])})"
+    if marks:
+        text += (("*" if summary.get("client_bound") else "") + ("!" if summary.get("errors") else "")
+                 + ("~" if summary.get("noisy") else ""))
+    return text
+
+
+def report_tables(report, markdown=False):
+    """The report's tables as text (aligned columns, or Markdown)."""
+    scenarios = [SCENARIOS[name] for name in report["options"]["scenarios"]]
+    load_scenarios = [scenario for scenario in scenarios if scenario.metric != "idle"]
+    runs = report["options"]["runs"]
+    results = report["results"]
+    measured = [name for name in report["servers"] if name in results]
+    label = {name: report["servers"][name]["label"] for name in report["servers"]}
+    meta = report["meta"]
+    machine = meta["machine"]
+    options = report["options"]
+    versions = "; ".join(f"{name}: {entry['version']}" for name, entry in report["servers"].items()
+                         if entry.get("version"))
+    sections = [
+        f"Measured {meta['date']} on {machine['cpu_model']} ({machine['cpus']} CPUs, Linux "
+        f"{machine['kernel']}), {machine['implementation']} {machine['python']}, {meta['wrk']}. "
+        f"Server on CPU {options['server_cpus']}, client on CPU {options['client_cpus']}; "
+        f"{options['warmup']} s warm-up, then {runs} x {options['duration']} s per scenario; "
+        f"S5 with {options['idle_connections']:,} connections. Versions: {versions}. "
+        f"Command: {meta['command']}"]
+
+    def section(title, headers, rows, note=None):
+        heading = f"### {title}" if markdown else title
+        parts = [heading, "", render_table(headers, rows, markdown)]
+        if note:
+            parts += ["", note.replace("*", "\\*").replace("~", "\\~") if markdown else note]
+        sections.append("\n".join(parts))
+
+    if load_scenarios:
+        spread = f"median (min-max) of {runs} runs" if runs > 1 else "one run"
+        sections.append("Scenarios: " + "; ".join(f"{s.name} {s.title}" for s in scenarios) + ".")
+        section(f"Throughput: {spread}",
+                ["server"] + [f"{s.name} {METRIC_UNITS[s.metric]}" for s in load_scenarios],
+                [[label[name]] + [_cell(results[name].get(s.name), s.metric, runs) for s in load_scenarios]
+                 for name in measured],
+                "* wrk's core at 90% or more: the client's limit, not the server's.  "
+                "! socket errors, timeouts or unexpected statuses (see the JSON).  "
+                f"~ other work took {NOISY_PERCENT:.0f}% or more of the server's CPU.  "
+                f"S6 counts responses ({PIPELINE_DEPTH} per write).")
+        latency_scenarios = [s for s in load_scenarios if s.name != "S3"]
+        section("Latency, ms (median)",
+                ["server"] + [f"{s.name} p99" if s.pipeline_depth == 1 else f"{s.name} batch mean"
+                              for s in latency_scenarios],
+                [[label[name]] + [_cell(results[name].get(s.name),
+                                        "p99_ms" if s.pipeline_depth == 1 else "batch_mean_ms", 1, marks=False)
+                                  for s in latency_scenarios] for name in measured],
+                "p99 as wrk 4 computes it (with its coordinated-omission correction). "
+                f"S6: mean time from a write of {PIPELINE_DEPTH} requests to the last response, from "
+                "Little's law (wrk's percentiles are wrong when pipelining).")
+        noise = [run["other_load_on_server_cpus_percent"] for name in measured
+                 for summary in results[name].values() for run in summary.get("runs", ())]
+        if noise:
+            sections.append(
+                f"Other load on the server's CPU during measured runs (other processes, steal, "
+                f"interrupts): median {statistics.median(noise):.0f}%, max {max(noise):.0f}% of the core.")
+        section("Server CPU-microseconds per request (median; lower is better)",
+                ["server"] + [s.name for s in load_scenarios],
+                [[label[name]] + [_cell(results[name].get(s.name), "cpu_us_per_request", 1, marks=False)
+                                  for s in load_scenarios] for name in measured],
+                "User + system time of the server process and its children, over requests "
+                "completed. S3: per 10 MiB response.")
+    if "S5" in report["options"]["scenarios"]:
+        rows = []
+        for name in measured:
+            idle = results[name].get("S5", {})
+            if "skipped" in idle or "error" in idle or not idle:
+                rows.append([label[name], idle.get("error", "n/a")[:60] if idle else "-"] + ["-"] * 5)
+                continue
+            rows.append([label[name], f"{idle['held_by_server']:,} / {idle['requested']:,}",
+                         format_number(idle["open_seconds"]),
+                         format_number(idle["rss_per_connection_kib"]),
+                         f"{idle['rss_after_bytes'] / MIB:,.1f}", f"{idle['threads']:,}", f"{idle['fds']:,}"])
+        section("S5: idle keep-alive connections",
+                ["server", "held / opened", "seconds to open", "RSS per connection, KiB", "RSS, MiB",
+                 "threads", "fds"],
+                rows, "Held: ESTABLISHED on the server's port when memory was read, right after "
+                      "the client finished opening (seconds to open: from the first connect to the "
+                      "last answer, or to giving up). RSS per connection: (RSS then - RSS before) / held.")
+    if report["ratios"]:
+        rows = []
+        for peer, by_scenario in report["ratios"].items():
+            row = [label[peer]]
+            for scenario in scenarios:
+                entry = by_scenario.get(scenario.name, {})
+                row.append(format_ratio(entry.get("rss_per_connection" if scenario.metric == "idle"
+                                                  else "throughput")))
+            rows.append(row)
+        section("reactor_http / peer, same invocation (throughput: higher is better for reactor_http; "
+                "S5 memory: lower is better)",
+                ["peer"] + [s.name for s in scenarios], rows)
+        rows = [[label[peer]] + [format_ratio(by_scenario.get(s.name, {}).get("cpu_us_per_request"))
+                                 for s in load_scenarios]
+                for peer, by_scenario in report["ratios"].items()]
+        if load_scenarios:
+            section("reactor_http / peer, CPU-microseconds per request (lower is better for reactor_http)",
+                    ["peer"] + [s.name for s in load_scenarios], rows)
+    skipped = [f"{report['servers'][name]['label']}: {report['servers'][name]['skipped']}"
+               for name in report["servers"] if report["servers"][name].get("skipped")]
+    if skipped:
+        sections.append(("### Skipped\n\n" if markdown else "Skipped:\n") + "\n".join(
+            f"- {line}" for line in skipped))
+    return "\n\n".join(sections) + "\n"
+
+
+def render_chart(report, path):
+    """A bar chart per scenario; returns None, or why no chart was drawn."""
+    try:
+        import matplotlib
+    except ImportError:
+        return "matplotlib is not installed: no chart (pip install matplotlib)"
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+    import matplotlib.ticker
+
+    results = report["results"]
+    panels = []
+    for name in report["options"]["scenarios"]:
+        scenario = SCENARIOS[name]
+        bars = []
+        for server in report["servers"]:
+            summary = results.get(server, {}).get(name, {})
+            if scenario.metric == "idle":
+                value = summary.get("rss_per_connection_kib")
+                if value is not None:
+                    bars.append((server, value, value, value))
+            elif scenario.metric in summary:
+                figure = summary[scenario.metric]
+                bars.append((server, figure["median"], figure["min"], figure["max"]))
+        if bars:
+            unit = "RSS per idle connection, KiB (lower is better)" if scenario.metric == "idle" else (
+                f"{METRIC_UNITS[scenario.metric]} (higher is better)")
+            panels.append((f"{name}: {scenario.title}", unit, bars))
+    if not panels:
+        return "nothing to chart"
+    columns = 2
+    rows = (len(panels) + columns - 1) // columns
+    figure, axes = pyplot.subplots(rows, columns, figsize=(13, 3.1 * rows + 0.6), squeeze=False)
+    labels = {name: report["servers"][name]["label"] for name in report["servers"]}
+    for axis, (title, unit, bars) in zip(axes.flat, panels):
+        names = [labels[server] for server, *_ in bars]
+        values = [value for _, value, _, _ in bars]
+        lower = [value - low for _, value, low, _ in bars]
+        upper = [high - value for _, value, _, high in bars]
+        colours = ["#c0392b" if server == "reactor_http" else "#999999" if server == "ceiling"
+                   else "#34689a" for server, *_ in bars]
+        positions = range(len(bars))
+        axis.barh(positions, values, xerr=[lower, upper], color=colours, capsize=2,
+                  error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
+        axis.set_yticks(list(positions), names, fontsize=8)
+        axis.invert_yaxis()
+        axis.set_title(title, fontsize=10, loc="left")
+        axis.set_xlabel(unit, fontsize=8)
+        axis.tick_params(axis="x", labelsize=8)
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"
+                                                                       if value >= 10 else f"{value:g}"))
+        for position, value in zip(positions, values):
+            axis.text(value, position, " " + format_number(value), va="center", fontsize=7)
+        axis.margins(x=0.18)
+    for axis in list(axes.flat)[len(panels):]:
+        axis.axis("off")
+    meta = report["meta"]
+    figure.suptitle(f"Static file servers, one CPU each ({meta['machine']['cpu_model']}, "
+                    f"{meta['date'][:10]}); medians, whiskers min-max over "
+                    f"{report['options']['runs']} run(s) of {report['options']['duration']} s", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+    return None
+
+
+# -- the command line ----------------------------------------------------------------------
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="bench.py",
+        description="Benchmark reactor_http against other static file servers with wrk "
+                    "(server and client pinned to separate CPUs).",
+        epilog="Scenarios: " + "; ".join(f"{s.name} {s.title}" for s in SCENARIOS.values())
+               + ". Servers: " + ", ".join(SERVERS) + ". See the module docstring for the "
+               "commands, and docs/benchmarks.md for the method.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help="comma-separated servers to run, in this order (those not installed "
+                             "are skipped with a note)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    parser.add_argument("--runs", type=_positive_int, default=None,
+                        help="measured runs per scenario (default: 3; 1 with --quick)")
+    parser.add_argument("--duration", type=_positive_int, default=None, metavar="SECONDS",
+                        help="seconds per measured run (default: 10; 3 with --quick)")
+    parser.add_argument("--warmup", type=_non_negative_int, default=None, metavar="SECONDS",
+                        help="seconds of the discarded warm-up run per scenario, 0 for none "
+                             "(default: 3; 1 with --quick)")
+    parser.add_argument("--idle-connections", type=_positive_int, default=None, metavar="N",
+                        help="connections S5 holds open (default: 10000; 1000 with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 1 run of 3 s, 1 s warm-up, 1000 idle connections")
+    parser.add_argument("--server-cpus", default="0", metavar="CPUS",
+                        help="taskset CPU list for the server")
+    parser.add_argument("--client-cpus", default="1", metavar="CPUS",
+                        help="taskset CPU list for wrk and the S5 client")
+    parser.add_argument("--reactor-workers", type=_positive_int, metavar="N",
+                        help="pass --workers N to reactor_http (only when given)")
+    parser.add_argument("--reactor-args", metavar="FLAGS",
+                        help="more flags for reactor_http, one shell-quoted string")
+    parser.add_argument("--json", metavar="PATH", help="write every figure, run by run, as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
+    parser.add_argument("--png", metavar="PATH", help="draw a bar chart (needs matplotlib)")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="measure nothing: print the tables (and write --markdown, --png) "
+                             "of an earlier --json report")
+    return parser
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def resolve_options(parser, options):
+    quick = options.quick
+    for name, normal, fast in (("runs", 3, 1), ("duration", 10, 3), ("warmup", 3, 1),
+                               ("idle_connections", 10000, 1000)):
+        if getattr(options, name) is None:
+            setattr(options, name, fast if quick else normal)
+    options.server_list = [name.strip() for name in options.servers.split(",") if name.strip()]
+    unknown = [name for name in options.server_list if name not in SERVERS]
+    if unknown or not options.server_list:
+        parser.error(f"unknown server(s) {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(SERVERS)}")
+    options.scenario_list = [name.strip() for name in options.scenarios.split(",") if name.strip()]
+    unknown = [name for name in options.scenario_list if name not in SCENARIOS]
+    if unknown or not options.scenario_list:
+        parser.error(f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(SCENARIOS)}")
+    # S5 runs last for each server: it leaves the most behind (threads, memory).
+    options.scenario_list.sort(key=lambda name: SCENARIOS[name].metric == "idle")
+    for flag in ("server_cpus", "client_cpus"):
+        try:
+            cpus = parse_cpu_list(getattr(options, flag))
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"--{flag.replace('_', '-')}: {error}")
+        available = os.sched_getaffinity(0)
+        if not set(cpus) <= available:
+            parser.error(f"--{flag.replace('_', '-')} {getattr(options, flag)}: this machine has "
+                         f"CPUs {','.join(map(str, sorted(available)))}")
+    if set(parse_cpu_list(options.server_cpus)) & set(parse_cpu_list(options.client_cpus)):
+        print("bench.py: warning: server and client share a CPU; figures will mix both",
+              file=sys.stderr)
+    return options
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["idle-client"]:
+        return idle_client_main(argv[1:])
+    parser = build_parser()
+    options = resolve_options(parser, parser.parse_args(argv))
+    if options.from_json:
+        with open(options.from_json) as file:
+            return write_report(json.load(file), options, print)
+
+    missing = [name for name in ("wrk", "taskset") if find_program(name) is None]
+    if missing:
+        print(f"bench.py: error: {' and '.join(missing)} not found on PATH; install "
+              + " and ".join({"wrk": "wrk (apt-get install wrk)",
+                              "taskset": "taskset (apt-get install util-linux)"}[name] for name in missing),
+              file=sys.stderr)
+        return 2
+    if not sys.platform.startswith("linux"):
+        print("bench.py: error: Linux only (taskset, /proc, epoll)", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("psutil") is None:
+        print("bench.py: error: psutil is needed to read the servers' CPU time and memory: "
+              "pip install psutil (or pip install -e '.[bench]')", file=sys.stderr)
+        return 2
+    wrk = find_program("wrk")
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    # Every server inherits this: enough descriptors for S5's connections.
+    descriptors = raise_descriptor_limit()
+    if "S5" in options.scenario_list and descriptors < options.idle_connections + 100:
+        log(f"warning: the descriptor limit is {descriptors}; S5 wants {options.idle_connections} "
+            "connections")
+
+    scenarios = [SCENARIOS[name] for name in options.scenario_list]
+    report = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_description(),
+            "wrk": (program_version([wrk, "-v"]) or "wrk").split(" Copyright")[0],
+            "command": " ".join(shlex.quote(part) for part in [os.path.relpath(__file__, REPO), *argv]),
+            "load_average_start": os.getloadavg(),
+            "descriptor_limit": descriptors,
+        },
+        "options": {"servers": options.server_list, "scenarios": options.scenario_list,
+                    "runs": options.runs, "duration": options.duration, "warmup": options.warmup,
+                    "idle_connections": options.idle_connections, "server_cpus": options.server_cpus,
+                    "client_cpus": options.client_cpus, "reactor_workers": options.reactor_workers,
+                    "reactor_args": options.reactor_args},
+        "servers": {},
+        "results": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="reactor-bench-") as work_directory:
+        os.chmod(work_directory, 0o755)
+        root = build_document_root(os.path.join(work_directory, "root"))
+        bench = Bench(options, wrk, work_directory, root, log)
+        for name in options.server_list:
+            spec = SERVERS[name]
+            entry = report["servers"][name] = {"label": spec.label}
+            reason = why_unavailable(spec)
+            if reason:
+                entry["skipped"] = reason
+                log(f"{name}: skipped, {reason}")
+                continue
+            entry["version"] = server_version(spec)
+            log(f"{name} ({entry['version']}), load average {os.getloadavg()[0]:.2f}")
+            try:
+                report["results"][name] = bench.measure_server(spec, scenarios)
+            except BenchError as error:
+                entry["skipped"] = f"failed: {error}"
+                log(f"{name}: failed: {error}")
+            if options.json:  # as it goes: a long run interrupted keeps what it measured
+                save_json(report, options.json)
+    report["meta"]["load_average_end"] = os.getloadavg()
+    report["ratios"] = compute_ratios(report["results"], scenarios)
+    if options.json:
+        save_json(report, options.json)
+    return write_report(report, options, log)
+
+
+def save_json(report, path):
+    with open(path, "w") as file:
+        json.dump(report, file, indent=1)
+        file.write("\n")
+
+
+def write_report(report, options, log):
+    print(report_tables(report))
+    if options.markdown:
+        with open(options.markdown, "w") as file:
+            file.write(report_tables(report, markdown=True))
+    if options.png:
+        problem = render_chart(report, options.png)
+        if problem:
+            log(f"--png: {problem}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
