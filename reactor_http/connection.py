@@ -59,10 +59,10 @@ class State(enum.Enum):
 # other, so this table is the whole truth about the connection's life.
 TRANSITIONS = {
     (State.IDLE, State.READING_REQUEST): "bytes of a request arrived",
-    (State.IDLE, State.CLOSED): "peer closed, or keep-alive timeout",
+    (State.IDLE, State.CLOSED): "peer closed, keep-alive timeout, or server stopping",
     (State.READING_REQUEST, State.WAITING_EXECUTOR): "request parsed; file work submitted",
-    (State.READING_REQUEST, State.WRITING): "request answered without the disk (error, 405, ...)",
-    (State.READING_REQUEST, State.CLOSED): "peer closed mid-head",
+    (State.READING_REQUEST, State.WRITING): "answered at once: from the cache, an error, a batch",
+    (State.READING_REQUEST, State.CLOSED): "peer closed mid-request, or server stopping",
     (State.WAITING_EXECUTOR, State.WRITING): "executor job completed",
     (State.WAITING_EXECUTOR, State.CLOSED): "peer gone or server stopping",
     (State.WRITING, State.WAITING_EXECUTOR): "need the next file chunk, or next pipelined request",
