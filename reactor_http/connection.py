@@ -313,7 +313,8 @@ class Connection:
         try:
             while True:
                 if self._out:
-                    more_follows = self._file is not None or bool(self._response.parts)
+                    response = self._response  # None while a batch of answers is sent
+                    more_follows = self._file is not None or (response is not None and bool(response.parts))
                     sent = self.sock.send(self._out, _MSG_MORE if more_follows else 0)
                     self._body_sent += sent
                     if sent < len(self._out):
@@ -360,7 +361,7 @@ class Connection:
 
     def _next_part(self):
         """Load the next part of a multipart body into _out or _file."""
-        parts = self._response.parts
+        parts = self._response.parts if self._response is not None else None
         if not parts:
             return False
         part = parts.pop(0)

@@ -50,9 +50,12 @@ def read_responses(server, client_end, count):
     for _ in range(10000):
         server.reactor.run_once(max_timeout=0.05)
         try:
-            received += client_end.recv(1 << 20)
+            data = client_end.recv(1 << 20)
         except BlockingIOError:
-            pass
+            continue
+        if not data:
+            raise AssertionError(f"the server closed the connection: {received[-300:]!r}")
+        received += data
         if received.count(b"HTTP/1.1 200 OK") >= count and received.endswith(b"</html>\n"):
             return received
     raise AssertionError(f"only {received.count(b'HTTP/1.1 200 OK')} responses")
@@ -88,3 +91,21 @@ def test_an_illegal_transition_is_refused(served):
     server, connection, counting, client_end = served
     with pytest.raises(RuntimeError):
         connection._enter(State.CLOSING)  # IDLE -> CLOSING is not in the table
+
+
+def test_a_batch_is_sent_when_the_next_request_is_incomplete(served):
+    """Answers batched for pipelined requests go out as soon as the requests
+    that follow run out mid-head, and the half-received request is answered
+    once the rest of it arrives."""
+    server, connection, counting, client_end = served
+    one = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"
+    client_end.sendall(one)
+    read_responses(server, client_end, 1)  # the file is now in the cache
+    counting.sends = 0
+    client_end.sendall(one * 3 + one[:10])
+    assert read_responses(server, client_end, 3).count(b"HTTP/1.1 200 OK") == 3
+    assert counting.sends == 1
+    assert connection.state is State.READING_REQUEST
+    client_end.sendall(one[10:])
+    assert read_responses(server, client_end, 1).count(b"HTTP/1.1 200 OK") == 1
+    assert connection.state is State.IDLE
