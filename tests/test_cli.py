@@ -9,24 +9,22 @@ stderr and no traceback; a signal stops the server with exit 0.
 import os
 import re
 import selectors
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 
 import psutil
 import pytest
 
-from conftest import (DEMO_ROOT, REPO, RawClient, get, ipv6_loopback_available,
-                      make_sparse_file, read_head, skip_locally_fail_in_ci)
+from conftest import (BECOME_NOBODY_CODE, DEMO_ROOT, NOBODY_UID, REPO, RawClient, get,
+                      ipv6_loopback_available, make_sparse_file, read_head, skip_locally_fail_in_ci,
+                      world_traversable)
 from reactor_http import __version__
 from reactor_http.reactor import SELECTOR_CLASSES
 
 MIB = 1 << 20
 EXIT_USAGE = 2
-NOBODY = 65534
 
 ALL_FLAGS = (
     "--port", "--bind", "--root", "--blocking-threads", "--quiet", "--selector", "--show-hidden",
@@ -408,51 +406,10 @@ def test_console_script_runs():
 
 # -- permissions -----------------------------------------------------------------------
 
-# Imports everything the server will need while the interpreter can still read
-# its own installation (which may live under a 0o700 home such as /root), then
-# becomes nobody before `-m reactor_http` runs. Setting the user in preexec_fn
-# instead would need nobody to be able to execute the interpreter.
-_BECOME_NOBODY = f"""
-import concurrent.futures.thread
-import encodings.idna  # socket.getaddrinfo encodes the host name with it
-import os
-import runpy
-import shutil  # argparse imports it lazily; the interpreter's own files are root-only here
-import reactor_http.cli
-os.setgroups([])
-os.setgid({NOBODY})
-os.setuid({NOBODY})
-"""
-
-
-def _world_traversable(path):
-    """Whether every directory from / to path lets others in (nobody can reach it)."""
-    path = os.path.realpath(path)
-    while True:
-        if not os.stat(path).st_mode & 0o001:
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
-
-
-@pytest.fixture
-def world_readable_directory():
-    """A fresh directory that user nobody can enter: tmp_path's parents may be 0o700."""
-    directory = tempfile.mkdtemp(prefix="reactor-http-permissions-", dir="/tmp")
-    os.chmod(directory, 0o755)
-    yield directory
-    for path, directories, _ in os.walk(directory):
-        for name in directories:
-            os.chmod(os.path.join(path, name), 0o755)  # so that rmtree can enter them
-    shutil.rmtree(directory)
-
-
-def test_unreadable_file_is_403_and_the_server_keeps_serving(start_server, world_readable_directory):
+def test_unreadable_file_is_403_and_the_server_keeps_serving(start_server, world_readable_tmp):
     """A file or directory the server's user may not read answers 403, and the
     same connection goes on being served (a refusal is not a server failure)."""
-    base = world_readable_directory
+    base = world_readable_tmp
     root = os.path.join(base, "root")
     os.mkdir(root)
     os.chmod(root, 0o755)
@@ -471,7 +428,7 @@ def test_unreadable_file_is_403_and_the_server_keeps_serving(start_server, world
     env = None
     if os.geteuid() == 0:
         # root reads everything: serve as nobody, from files owned by root.
-        if not _world_traversable(os.path.join(REPO, "reactor_http")):
+        if not world_traversable(os.path.join(REPO, "reactor_http")):
             pytest.skip(f"user nobody cannot reach the package in {REPO}")
         os.chmod(secret, 0o600)
         os.chmod(private, 0o700)
@@ -479,7 +436,7 @@ def test_unreadable_file_is_403_and_the_server_keeps_serving(start_server, world
         os.mkdir(shim)
         os.chmod(shim, 0o755)
         with open(os.path.join(shim, "sitecustomize.py"), "w") as file:
-            file.write(_BECOME_NOBODY)
+            file.write(BECOME_NOBODY_CODE)
         os.chmod(os.path.join(shim, "sitecustomize.py"), 0o644)
         env = {"PYTHONPATH": os.pathsep.join((shim, REPO)), "PYTHONDONTWRITEBYTECODE": "1"}
     else:
@@ -490,7 +447,7 @@ def test_unreadable_file_is_403_and_the_server_keeps_serving(start_server, world
 
     server = start_server(root=root, env=env)
     if os.geteuid() == 0:
-        assert psutil.Process(server.pid).uids().effective == NOBODY
+        assert psutil.Process(server.pid).uids().effective == NOBODY_UID
 
     client = RawClient(server.connect())
     try:
