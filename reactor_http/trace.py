@@ -27,7 +27,6 @@ import time
 from . import connection as connection_module
 from . import executor as executor_module
 from . import reactor as reactor_module
-from . import server as server_module
 
 CATEGORIES = ("reactor", "timer", "conn", "executor")
 
@@ -195,7 +194,6 @@ def _trace_timers(tracer):
 
 def _trace_connections(tracer):
     Connection = connection_module.Connection
-    Server = server_module.Server
     transitions = connection_module.TRANSITIONS
 
     def enter(original):
@@ -221,8 +219,7 @@ def _trace_connections(tracer):
 
     _wrap(Connection, "_enter", enter)
     _wrap(Connection, "start", start)
-    _wrap(Connection, "close", close)
-    del Server  # accepting is traced through Connection.start
+    _wrap(Connection, "close", close)  # accepting is traced through Connection.start
 
 
 def _trace_executor(tracer):
