@@ -42,6 +42,13 @@ Commands (from the repository's root):
     # a smoke run: 1 run of 3 s per scenario, two servers
     python3 scripts/bench.py --quick --servers reactor_http,nginx --scenarios S1,S4
 
+    # the tables and the chart again from a saved report, measuring nothing
+    /tmp/benchvenv/bin/python scripts/bench.py --from-json bench.json --png docs/benchmarks.png
+
+    # reactor_http with two worker processes on both CPUs (once it has --workers)
+    python3 scripts/bench.py --servers reactor_http,nginx --reactor-workers 2 --server-cpus 0,1 \
+        --client-cpus 1
+
 Needs wrk and taskset (util-linux) on PATH, Linux, psutil; matplotlib for --png.
 
 `bench.py idle-client ...` is the S5 client, which the harness starts itself.
@@ -1095,10 +1102,12 @@ def render_chart(report, path):
             if scenario.metric == "idle":
                 value = summary.get("rss_per_connection_kib")
                 if value is not None:
-                    bars.append((server, value, value, value))
+                    held = summary["held_by_server"]
+                    note = f" ({held:,} held)" if held < summary["requested"] else ""
+                    bars.append((server, value, value, value, note))
             elif scenario.metric in summary:
                 figure = summary[scenario.metric]
-                bars.append((server, figure["median"], figure["min"], figure["max"]))
+                bars.append((server, figure["median"], figure["min"], figure["max"], ""))
         if bars:
             unit = "RSS per idle connection, KiB (lower is better)" if scenario.metric == "idle" else (
                 f"{METRIC_UNITS[scenario.metric]} (higher is better)")
@@ -1111,9 +1120,9 @@ def render_chart(report, path):
     labels = {name: report["servers"][name]["label"] for name in report["servers"]}
     for axis, (title, unit, bars) in zip(axes.flat, panels):
         names = [labels[server] for server, *_ in bars]
-        values = [value for _, value, _, _ in bars]
-        lower = [value - low for _, value, low, _ in bars]
-        upper = [high - value for _, value, _, high in bars]
+        values = [value for _, value, _, _, _ in bars]
+        lower = [value - low for _, value, low, _, _ in bars]
+        upper = [high - value for _, value, _, high, _ in bars]
         colours = ["#c0392b" if server == "reactor_http" else "#999999" if server == "ceiling"
                    else "#34689a" for server, *_ in bars]
         positions = range(len(bars))
@@ -1126,8 +1135,9 @@ def render_chart(report, path):
         axis.tick_params(axis="x", labelsize=8)
         axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"
                                                                        if value >= 10 else f"{value:g}"))
-        for position, value in zip(positions, values):
-            axis.text(value, position, " " + format_number(value), va="center", fontsize=7)
+        for position, value, (*_, note) in zip(positions, values, bars):
+            axis.text(value + upper[position], position, " " + format_number(value) + note,
+                      va="center", fontsize=7)
         axis.margins(x=0.18)
     for axis in list(axes.flat)[len(panels):]:
         axis.axis("off")
