@@ -116,6 +116,19 @@ def start_server():
         assert "Traceback" not in stderr or getattr(server, "tracebacks_expected", False), stderr
 
 
+def stop_and_check(server):
+    """Stop a (module-shared) server and prove it never printed a traceback."""
+    server.stop()
+    stderr = "".join(server.stderr_lines)
+    assert "Traceback" not in stderr, stderr
+
+
+@pytest.fixture(scope="module", params=["epoll", "poll"])
+def shared_selector(request):
+    """The readiness backend of a module's shared servers (both are tested)."""
+    return request.param
+
+
 @pytest.fixture(params=["epoll", "poll"])
 def selector(request):
     """Run a test under each readiness backend (the portable path must work too)."""

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import DEMO_ROOT, RawClient, ServerProcess, get, require_program
+from conftest import DEMO_ROOT, RawClient, ServerProcess, get, require_program, stop_and_check
 
 INDEX_HTML = os.path.join(DEMO_ROOT, "index.html")
 
@@ -125,17 +125,6 @@ def recv_until_readable(sock, timeout):
 # tests that need their own flags, their own log or a stop start their own.
 
 
-def stop_and_check(server):
-    """Stop a server and prove it never printed a traceback."""
-    server.stop()
-    stderr = "".join(server.stderr_lines)
-    assert "Traceback" not in stderr, stderr
-
-
-@pytest.fixture(scope="module", params=["epoll", "poll"])
-def shared_selector(request):
-    """The readiness backend of the module's shared servers (both are tested)."""
-    return request.param
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ import subprocess
 
 import pytest
 
-from conftest import IMF_FIXDATE, RawClient, ServerProcess, require_program, wait_until
+from conftest import (IMF_FIXDATE, RawClient, ServerProcess, require_program, stop_and_check,
+                      wait_until)
 from reactor_http.file_cache import ENTRY_OVERHEAD_BYTES
 
 # -- the document root -------------------------------------------------------------------
@@ -115,12 +116,6 @@ SHARED_FLAGS = {
     "epoll-no-sendfile": ["--selector", "epoll", "--no-sendfile"],
 }
 
-
-def stop_and_check(server):
-    """Stop a server and prove it never printed a traceback."""
-    server.stop()
-    stderr = "".join(server.stderr_lines)
-    assert "Traceback" not in stderr, stderr
 
 
 @pytest.fixture(scope="module", params=["epoll", "poll"])

@@ -26,8 +26,8 @@ import time
 
 import pytest
 
-from conftest import (DEMO_ROOT, ServerProcess, check_response_fields,
-                      check_still_serving, demo_bytes, get)
+from conftest import (DEMO_ROOT, ServerProcess, check_response_fields, check_still_serving,
+                      demo_bytes, get, stop_and_check)
 
 INDEX = demo_bytes("index.html")
 STYLE = demo_bytes("style.css")
@@ -380,17 +380,6 @@ CASES = [
 # -- shared servers -------------------------------------------------------------------------
 
 
-def stop_and_check(server):
-    """Stop a shared server and prove it never printed a traceback."""
-    server.stop()
-    stderr = "".join(server.stderr_lines)
-    assert "Traceback" not in stderr, stderr
-
-
-@pytest.fixture(scope="module", params=["epoll", "poll"])
-def shared_selector(request):
-    """The readiness backend of this module's shared servers (both are tested)."""
-    return request.param
 
 
 @pytest.fixture(scope="module")
