@@ -24,6 +24,12 @@ divided by the requests completed: server CPU-microseconds per request. wrk's ow
 CPU time is measured too: a run where wrk's core was at 90% or more is marked
 "*" (wrk-bound: the figure is the client's limit, not the server's).
 
+Two variants of reactor_http run beside the plain one (one worker, --quiet):
+reactor_http_log with its access log on (written to a file), for what logging
+costs, and reactor_http_workers with one worker process per CPU of
+--worker-cpus (default: all of them, so on a 2-core machine wrk shares one),
+for how CPU per request holds as workers are added.
+
 Peers run from the launchers in scripts/bench_peers/ (one file per server, each
 configured as its users would for static files) and are skipped, with a note,
 when they are not installed. `ceiling` is not a server: a minimal epoll loop
@@ -45,9 +51,9 @@ Commands (from the repository's root):
     # the tables and the chart again from a saved report, measuring nothing
     /tmp/benchvenv/bin/python scripts/bench.py --from-json bench.json --png docs/benchmarks.png
 
-    # reactor_http with two worker processes on both CPUs (once it has --workers)
-    python3 scripts/bench.py --servers reactor_http,nginx --reactor-workers 2 --server-cpus 0,1 \
-        --client-cpus 1
+    # one worker against one worker per CPU, and the access log's cost
+    python3 scripts/bench.py --servers reactor_http,reactor_http_workers,reactor_http_log \
+        --scenarios S1,S2,S4
 
 Needs wrk and taskset (util-linux) on PATH, Linux, psutil; matplotlib for --png.
 
@@ -153,10 +159,20 @@ class ServerSpec:
     modules: tuple = ()             # importable modules it needs
     distributions: tuple = ()       # packages whose versions the report names
     program: str = None             # an external program it needs
+    # reactor_http's variants, each beside the plain run in the same invocation:
+    access_log: bool = False        # the access log on (into a file), not --quiet
+    on_worker_cpus: bool = False    # --workers N on --worker-cpus, N = how many CPUs that is
+
+    @property
+    def is_reactor_http(self):
+        return self.launcher is None
 
 
 SERVERS = {spec.name: spec for spec in (
     ServerSpec("reactor_http", "reactor_http"),
+    ServerSpec("reactor_http_log", "reactor_http, access log on (to a file)", access_log=True),
+    ServerSpec("reactor_http_workers", "reactor_http, one worker per CPU of --worker-cpus",
+               on_worker_cpus=True),
     ServerSpec("ceiling", "ceiling: bare epoll loop, fixed answer", "ceiling.py"),
     ServerSpec("nginx", "nginx, 1 worker, sendfile", "nginx.py", program="nginx"),
     ServerSpec("waitress", "waitress + whitenoise", "waitress_whitenoise.py",
@@ -398,16 +414,20 @@ def process_tree(process):
 
 
 def tree_cpu_seconds(process):
-    """User + system CPU seconds of a process and every live descendant (nginx's worker)."""
+    """(user, system) CPU seconds of a process and every live descendant (nginx's
+    worker). User time is the server's own code (for a Python server, the
+    interpreter); system time is the kernel working for it: system calls, and
+    on loopback most of TCP."""
     import psutil
-    total = 0.0
+    user = system = 0.0
     for member in process_tree(process):
         try:
             times = member.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        user += times.user
+        system += times.system
+    return user, system
 
 
 def tree_snapshot(process, port=None):
@@ -443,10 +463,11 @@ class RunningServer:
     """A server started under taskset in its own session (so that stopping it
     stops its children too), with its output in a log file."""
 
-    def __init__(self, spec, command, port, log_path):
+    def __init__(self, spec, command, port, log_path, cpus):
         import psutil
         self.spec = spec
         self.port = port
+        self.cpus = cpus  # the CPUs it is pinned to
         self.log_path = log_path
         self.log_file = open(log_path, "wb")
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -495,17 +516,27 @@ class RunningServer:
         self.log_file.close()
 
 
+def server_cpus_for(spec, options):
+    """The taskset CPU list a server runs on."""
+    return options.worker_cpus if spec.on_worker_cpus else options.server_cpus
+
+
 def server_command(spec, port, root, options, work_directory):
-    if spec.name == "reactor_http":
-        command = [sys.executable, "-m", "reactor_http", "--quiet", "--port", str(port), "--root", root]
-        if options.reactor_workers:
+    if spec.is_reactor_http:
+        command = [sys.executable, "-m", "reactor_http", "--port", str(port), "--root", root]
+        if not spec.access_log:
+            command.append("--quiet")
+        # The access log goes to stdout, which the harness sends to a file.
+        if spec.on_worker_cpus:
+            command += ["--workers", str(len(parse_cpu_list(options.worker_cpus)))]
+        elif options.reactor_workers:
             command += ["--workers", str(options.reactor_workers)]
         command += shlex.split(options.reactor_args or "")
     else:
         command = [sys.executable, os.path.join(PEERS, spec.launcher), "--port", str(port), "--root", root]
         if spec.name == "nginx":
             command += ["--prefix", os.path.join(work_directory, "nginx")]
-    return ["taskset", "-c", options.server_cpus, *command]
+    return ["taskset", "-c", server_cpus_for(spec, options), *command]
 
 
 def why_unavailable(spec):
@@ -531,7 +562,7 @@ def source_fingerprint(package_directory):
 
 
 def server_version(spec):
-    if spec.name == "reactor_http":
+    if spec.is_reactor_http:
         sys.path.insert(0, REPO)
         try:
             import reactor_http
@@ -585,8 +616,6 @@ class Bench:
         self.work_directory = work_directory
         self.root = root
         self.log = log
-        self.server_cpus = parse_cpu_list(options.server_cpus)
-        self.client_cpus = parse_cpu_list(options.client_cpus)
         with open(os.path.join(root, "index.html"), "rb") as file:
             self.index_bytes = file.read()
         self.scripts = {}
@@ -627,11 +656,12 @@ class Bench:
         requests = figures["requests"]
         rate = requests / seconds_measured if seconds_measured else 0.0
         pipelined = scenario.pipeline_depth > 1
-        server_cpu = cpu_after - cpu_before
+        user_cpu, system_cpu = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
+        server_cpu = user_cpu + system_cpu
         client_cpu = ((children_after.ru_utime + children_after.ru_stime)
                       - (children_before.ru_utime + children_before.ru_stime))
         server_percent = 100.0 * server_cpu / wall
-        server_cores_percent = busy_percent(jiffies_before, jiffies_after, self.server_cpus)
+        server_cores_percent = busy_percent(jiffies_before, jiffies_after, server.cpus)
         # wrk counts every response with status > 399 as a "status error"; S4
         # expects exactly those.
         unexpected_status = (requests - figures["status_errors"] if scenario.expected_status >= 400
@@ -652,6 +682,8 @@ class Bench:
             "unexpected_status": unexpected_status,
             "server_cpu_seconds": server_cpu,
             "cpu_us_per_request": 1e6 * server_cpu / requests if requests else None,
+            "user_us_per_request": 1e6 * user_cpu / requests if requests else None,
+            "system_us_per_request": 1e6 * system_cpu / requests if requests else None,
             "server_cpu_percent": server_percent,
             "client_cpu_percent": 100.0 * client_cpu / wall,
             # Time the server's CPUs spent on anything but this server: other
@@ -730,7 +762,8 @@ class Bench:
     def measure_server(self, spec, scenarios):
         port = free_port()
         command = server_command(spec, port, self.root, self.options, self.work_directory)
-        server = RunningServer(spec, command, port, os.path.join(self.work_directory, f"{spec.name}.log"))
+        server = RunningServer(spec, command, port, os.path.join(self.work_directory, f"{spec.name}.log"),
+                               parse_cpu_list(server_cpus_for(spec, self.options)))
         results = {}
         try:
             server.wait_until_listening()
@@ -752,6 +785,10 @@ class Bench:
                         break
         finally:
             server.stop()
+        if spec.access_log:
+            # Proof that the variant did log: its lines are in the server's output.
+            with open(server.log_path, "rb") as file:
+                results["access_log"] = {"lines": sum(1 for line in file if b'] "GET ' in line)}
         return results
 
 
@@ -760,7 +797,8 @@ def summarise_runs(runs):
     summary = {"runs": runs}
     for key in ("requests_per_second", "megabytes_per_second", "p50_ms", "p99_ms", "max_ms",
                 "batch_mean_ms",
-                "cpu_us_per_request", "server_cpu_percent", "client_cpu_percent",
+                "cpu_us_per_request", "user_us_per_request", "system_us_per_request",
+                "server_cpu_percent", "client_cpu_percent",
                 "other_load_on_server_cpus_percent"):
         values = [run[key] for run in runs if run[key] is not None]
         if values:
@@ -978,6 +1016,13 @@ def _cell(summary, key, runs, marks=True):
     return text
 
 
+def _split_cell(summary):
+    if not summary or "user_us_per_request" not in summary:
+        return "-"
+    return (f"{format_number(summary['user_us_per_request']['median'])} + "
+            f"{format_number(summary['system_us_per_request']['median'])}")
+
+
 def report_tables(report, markdown=False):
     """The report's tables as text (aligned columns, or Markdown)."""
     scenarios = [SCENARIOS[name] for name in report["options"]["scenarios"]]
@@ -1039,6 +1084,11 @@ def report_tables(report, markdown=False):
                                   for s in load_scenarios] for name in measured],
                 "User + system time of the server process and its children, over requests "
                 "completed. S3: per 10 MiB response.")
+        section("The same, split: user (the server's own code) + system (the kernel: system "
+                "calls, and on loopback most of TCP)",
+                ["server"] + [s.name for s in load_scenarios],
+                [[label[name]] + [_split_cell(results[name].get(s.name)) for s in load_scenarios]
+                 for name in measured])
     if "S5" in report["options"]["scenarios"]:
         rows = []
         for name in measured:
@@ -1074,6 +1124,29 @@ def report_tables(report, markdown=False):
         if load_scenarios:
             section("reactor_http / peer, CPU-microseconds per request (lower is better for reactor_http)",
                     ["peer"] + [s.name for s in load_scenarios], rows)
+    variants = [name for name in measured if name != "reactor_http" and name.startswith("reactor_http")]
+    if variants and "reactor_http" in results and load_scenarios:
+        plain = results["reactor_http"]
+        rows = []
+        for name in variants:
+            row = [label[name]]
+            for scenario in load_scenarios:
+                mine, theirs = results[name].get(scenario.name, {}), plain.get(scenario.name, {})
+                if scenario.metric in mine and scenario.metric in theirs:
+                    cell = format_ratio(mine[scenario.metric]["median"] / theirs[scenario.metric]["median"])
+                    if "cpu_us_per_request" in mine and "cpu_us_per_request" in theirs:
+                        cell += (f" ({format_number(mine['cpu_us_per_request']['median'])} vs "
+                                 f"{format_number(theirs['cpu_us_per_request']['median'])} us)")
+                    row.append(cell)
+                else:
+                    row.append("-")
+            rows.append(row)
+        section("reactor_http's variants / plain reactor_http (one worker, --quiet), same invocation: "
+                "throughput ratio (server CPU-microseconds per request, variant vs plain)",
+                ["variant"] + [s.name for s in load_scenarios], rows,
+                "Access log: the cost of logging every request is 1 - ratio. Workers: CPU per "
+                "request should stay flat as workers are added; throughput can only scale where "
+                "wrk has CPUs of its own.")
     skipped = [f"{report['servers'][name]['label']}: {report['servers'][name]['skipped']}"
                for name in report["servers"] if report["servers"][name].get("skipped")]
     if skipped:
@@ -1123,7 +1196,7 @@ def render_chart(report, path):
         values = [value for _, value, _, _, _ in bars]
         lower = [value - low for _, value, low, _, _ in bars]
         upper = [high - value for _, value, _, high, _ in bars]
-        colours = ["#c0392b" if server == "reactor_http" else "#999999" if server == "ceiling"
+        colours = ["#c0392b" if server.startswith("reactor_http") else "#999999" if server == "ceiling"
                    else "#34689a" for server, *_ in bars]
         positions = range(len(bars))
         axis.barh(positions, values, xerr=[lower, upper], color=colours, capsize=2,
@@ -1182,6 +1255,10 @@ def build_parser():
                         help="taskset CPU list for the server")
     parser.add_argument("--client-cpus", default="1", metavar="CPUS",
                         help="taskset CPU list for wrk and the S5 client")
+    parser.add_argument("--worker-cpus", default=None, metavar="CPUS",
+                        help="taskset CPU list for reactor_http_workers, which runs one worker per "
+                             "CPU in it (default: every CPU this process may use; on a 2-core "
+                             "machine wrk then shares a core with a worker)")
     parser.add_argument("--reactor-workers", type=_positive_int, metavar="N",
                         help="pass --workers N to reactor_http (only when given)")
     parser.add_argument("--reactor-args", metavar="FLAGS",
@@ -1227,7 +1304,9 @@ def resolve_options(parser, options):
                      f"choose from {', '.join(SCENARIOS)}")
     # S5 runs last for each server: it leaves the most behind (threads, memory).
     options.scenario_list.sort(key=lambda name: SCENARIOS[name].metric == "idle")
-    for flag in ("server_cpus", "client_cpus"):
+    if options.worker_cpus is None:
+        options.worker_cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    for flag in ("server_cpus", "client_cpus", "worker_cpus"):
         try:
             cpus = parse_cpu_list(getattr(options, flag))
         except argparse.ArgumentTypeError as error:
@@ -1290,7 +1369,8 @@ def main(argv=None):
         "options": {"servers": options.server_list, "scenarios": options.scenario_list,
                     "runs": options.runs, "duration": options.duration, "warmup": options.warmup,
                     "idle_connections": options.idle_connections, "server_cpus": options.server_cpus,
-                    "client_cpus": options.client_cpus, "reactor_workers": options.reactor_workers,
+                    "client_cpus": options.client_cpus, "worker_cpus": options.worker_cpus,
+                    "reactor_workers": options.reactor_workers,
                     "reactor_args": options.reactor_args},
         "servers": {},
         "results": {},
@@ -1302,6 +1382,12 @@ def main(argv=None):
         for name in options.server_list:
             spec = SERVERS[name]
             entry = report["servers"][name] = {"label": spec.label}
+            if spec.on_worker_cpus:
+                cpus = parse_cpu_list(options.worker_cpus)
+                shared = set(cpus) & set(parse_cpu_list(options.client_cpus))
+                entry["label"] = (f"reactor_http, {len(cpus)} workers on CPUs {options.worker_cpus}"
+                                  + (" (wrk shares CPU " + ",".join(map(str, sorted(shared))) + ")"
+                                     if shared else ""))
             reason = why_unavailable(spec)
             if reason:
                 entry["skipped"] = reason

@@ -68,7 +68,7 @@ def test_quick_run_reports_sane_figures(tmp_path):
     json_path = tmp_path / "bench.json"
     completed = subprocess.run(
         [sys.executable, BENCH, "--quick", "--scenarios", "S1,S4", "--duration", "1",
-         "--servers", "reactor_http,ceiling", "--json", str(json_path), *cpu_flags()],
+         "--servers", "reactor_http,ceiling,reactor_http_log", "--json", str(json_path), *cpu_flags()],
         capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     report = json.loads(json_path.read_text())
@@ -78,7 +78,8 @@ def test_quick_run_reports_sane_figures(tmp_path):
     assert report["options"]["scenarios"] == ["S1", "S4"]
     assert report["servers"]["reactor_http"]["version"].startswith("reactor_http ")
     results = report["results"]
-    for server, scenario in (("reactor_http", "S1"), ("reactor_http", "S4"), ("ceiling", "S1")):
+    for server, scenario in (("reactor_http", "S1"), ("reactor_http", "S4"), ("ceiling", "S1"),
+                             ("reactor_http_log", "S1")):
         summary = results[server][scenario]
         assert len(summary["runs"]) == 1, (server, scenario)
         run = summary["runs"][0]
@@ -89,6 +90,8 @@ def test_quick_run_reports_sane_figures(tmp_path):
         assert run["p99_ms"] > 0
         assert run["server_cpu_seconds"] > 0
         assert run["cpu_us_per_request"] == pytest.approx(1e6 * run["server_cpu_seconds"] / run["requests"])
+        assert run["cpu_us_per_request"] == pytest.approx(run["user_us_per_request"]
+                                                          + run["system_us_per_request"])
         assert run["client_cpu_percent"] > 0
         # S1 expects 200s and S4 404s; anything else would be counted here.
         assert run["unexpected_status"] == 0, (server, scenario)
@@ -103,6 +106,11 @@ def test_quick_run_reports_sane_figures(tmp_path):
     assert "S4" not in report["ratios"]["ceiling"]
     assert "Throughput: one run" in completed.stdout
     assert "reactor_http / peer" in completed.stdout
+    # The access-log variant logged every request (the warm-up's and the check's too),
+    # and is compared with the plain run of the same invocation.
+    assert results["reactor_http_log"]["access_log"]["lines"] >= results["reactor_http_log"]["S1"]["runs"][0]["requests"]
+    variant = results["reactor_http_log"]["S1"]["requests_per_second"]["median"]
+    assert f"{variant / mine:.2f}x" in completed.stdout.split("reactor_http's variants")[1]
 
 
 def test_wrk_counts_pipelined_responses_not_writes(start_server, tmp_path):
