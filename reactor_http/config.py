@@ -5,20 +5,41 @@ module reads from it and never changes it, so it is safe to share with the
 executor's threads (the "Arc-style shared read-only state" of the async world).
 """
 
+import ipaddress
 from dataclasses import dataclass
+
+# Who may read the status page unless --status-allow says otherwise.
+LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+# Where the server listens when no listener is given at all.
+DEFAULT_BIND = "127.0.0.1"
 
 
 @dataclass(frozen=True)
 class Config:
     root: str = "."
-    bind: str = "127.0.0.1"
     port: int = 8080
+    # TCP addresses, each on ``port``. Empty means DEFAULT_BIND, unless
+    # ``unix`` or systemd socket activation provides the listeners.
+    binds: tuple = ()
+    unix: str = None                       # a Unix domain socket path
+    certfile: str = None                   # TLS: every listener speaks HTTPS
+    keyfile: str = None
+    workers: int = 1
+    reuse_port: bool = True                # workers: SO_REUSEPORT where the platform has it
     blocking_threads: int = 8
     quiet: bool = False
     selector: str = "auto"
     show_hidden: bool = False
     use_sendfile: bool = True
-    reuse_port: bool = True                # workers: SO_REUSEPORT where the platform has it
+
+    # Logs and watching.
+    access_log: str = None                 # a file to append to; None: stdout
+    log_format: str = "common"             # common, combined or json
+    trusted_proxies: tuple = ()            # networks whose X-Forwarded-For is believed
+    trace: frozenset = None                # trace categories, None: no tracing
+    status_path: str = None                # e.g. "/_status"; None: no status page
+    status_allow: tuple = LOOPBACK_NETWORKS
 
     # What is served, beyond the file itself.
     precompressed: bool = True             # style.css.br / .zst / .gz beside style.css
@@ -27,6 +48,8 @@ class Config:
     autoindex: bool = False                # list directories that have no index.html
     error_pages: tuple = ()                # ((404, "/404.html"), ...)
     fallback: str = None                   # serve this path when nothing matches (SPA)
+    headers: tuple = ()                    # (("X-Frame-Options", "DENY"), ...) on every response
+    cors: str = None                       # "*" or one origin allowed to read the files
 
     # The metadata and small-file cache (nginx: open_file_cache).
     cache_bytes: int = 64 * 1024 * 1024
@@ -52,3 +75,13 @@ class Config:
     header_timeout: float = 10.0           # whole head, measured from its first byte
     send_timeout: float = 60.0             # a response makes no progress (nginx: 60 s)
     linger_timeout: float = 5.0            # draining input after an error before close
+    handshake_timeout: float = 10.0        # a TLS handshake from accept to its end
+    # On SIGTERM/SIGINT: responses in progress get this long to finish (nginx
+    # waits without a bound, systemd's TimeoutStopSec defaults to 90 s).
+    shutdown_timeout: float = 30.0
+
+    # Teaching experiments (docs/walkthrough.md), never for production: make
+    # every file job sleep first (a slow disk), and run file jobs on the loop
+    # thread itself instead of the executor (what the executor saves us from).
+    disk_delay: float = 0.0
+    file_work_on_loop: bool = False

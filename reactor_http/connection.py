@@ -6,6 +6,8 @@ one timer calls ``on_timer``. Each of them looks at the current state, does
 the work that state allows, and moves to the next state through ``_enter``,
 the single place where the state changes, checked against TRANSITIONS.
 
+    HANDSHAKE_WANT_READ   TLS only: the handshake waits for bytes from the client
+    HANDSHAKE_WANT_WRITE  TLS only: the handshake has bytes to send and the socket is full
     IDLE              keep-alive: waiting for the first byte of a request
     READING_REQUEST   some of a request (head, or a body we discard) has arrived
     WAITING_EXECUTOR  a job on the executor (open a file, read a chunk) will answer
@@ -21,6 +23,7 @@ import enum
 import os
 import socket
 
+from . import tls
 from .http_parser import ProtocolError, RequestParser
 from .files import read_chunk
 from .logs import log_error
@@ -40,9 +43,13 @@ _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 
 # Errors that mean the peer has gone: close quietly, they are not our bugs.
 _PEER_GONE = (ConnectionError, TimeoutError)
+# "Try again when the socket is ready": a TLS socket says it with its own errors.
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, *tls.WANT_ERRORS)
 
 
 class State(enum.Enum):
+    HANDSHAKE_WANT_READ = "handshake-want-read"
+    HANDSHAKE_WANT_WRITE = "handshake-want-write"
     IDLE = "idle"
     READING_REQUEST = "reading-request"
     WAITING_EXECUTOR = "waiting-executor"
@@ -58,6 +65,13 @@ class State(enum.Enum):
 # Every legal transition, with the reason it happens. ``_enter`` refuses any
 # other, so this table is the whole truth about the connection's life.
 TRANSITIONS = {
+    (State.HANDSHAKE_WANT_READ, State.HANDSHAKE_WANT_WRITE): "the TLS handshake has bytes to send",
+    (State.HANDSHAKE_WANT_WRITE, State.HANDSHAKE_WANT_READ): "the TLS handshake needs the client's reply",
+    (State.HANDSHAKE_WANT_READ, State.IDLE): "TLS handshake done",
+    (State.HANDSHAKE_WANT_WRITE, State.IDLE): "TLS handshake done",
+    (State.HANDSHAKE_WANT_READ, State.WRITING): "plain HTTP on the TLS port: answered with 400",
+    (State.HANDSHAKE_WANT_READ, State.CLOSED): "handshake failed or timed out, peer gone, or stopping",
+    (State.HANDSHAKE_WANT_WRITE, State.CLOSED): "handshake failed or timed out, peer gone, or stopping",
     (State.IDLE, State.READING_REQUEST): "bytes of a request arrived",
     (State.IDLE, State.CLOSED): "peer closed, keep-alive timeout, or server stopping",
     (State.READING_REQUEST, State.WAITING_EXECUTOR): "request parsed; file work submitted",
@@ -74,10 +88,18 @@ TRANSITIONS = {
     (State.CLOSING, State.CLOSED): "peer closed, or linger timeout",
 }
 
+# Where a connection's life begins (the state diagram draws these).
+INITIAL_STATES = {
+    State.IDLE: "accepted",
+    State.HANDSHAKE_WANT_READ: "accepted on a TLS listener",
+}
+
 # What the socket waits for in each state. 0 means "not registered at all":
 # while the executor works there is nothing to wait for, and not reading is
 # what pushes back on a client that pipelines faster than we answer.
 INTEREST = {
+    State.HANDSHAKE_WANT_READ: EVENT_READ,
+    State.HANDSHAKE_WANT_WRITE: EVENT_WRITE,
     State.IDLE: EVENT_READ,
     State.READING_REQUEST: EVENT_READ,
     State.WAITING_EXECUTOR: 0,
@@ -94,13 +116,17 @@ class Connection:
         "sock", "client", "state", "_server", "_reactor", "_config", "_parser",
         "_interest", "_timer", "_deadline", "_request", "_response", "_head_only",
         "_keep_alive", "_linger", "_log_line", "_out", "_file", "_body_sent", "_job_in_flight",
-        "_requests_seen", "_batch",
+        "_requests_seen", "_batch", "_tls", "_tls_open",
     )
 
-    def __init__(self, server, sock, client):
+    def __init__(self, server, sock, client, tls_context=None):
         self.sock = sock
         self.client = client  # the peer's address as text, for the access log
-        self.state = State.IDLE
+        # A TLS connection starts with the handshake; the socket is wrapped
+        # once its first byte shows it is TLS (see _handshake).
+        self.state = State.IDLE if tls_context is None else State.HANDSHAKE_WANT_READ
+        self._tls = tls_context   # the SSLContext, or None for plain HTTP
+        self._tls_open = False    # handshake done, close_notify not yet sent
         self._server = server
         self._reactor = server.reactor
         self._config = config = server.config
@@ -123,9 +149,11 @@ class Connection:
         self._batch = []          # answers to pipelined requests, not yet sent
 
     def start(self):
-        """Begin waiting for the first request. A client that connects and
-        says nothing is held only for the header timeout, as nginx does."""
-        self._set_deadline(self._config.header_timeout)
+        """Begin waiting for the first request (or the TLS handshake). A
+        client that connects and says nothing is held only for the header
+        (or handshake) timeout, as nginx does."""
+        self._set_deadline(self._config.header_timeout if self._tls is None
+                           else self._config.handshake_timeout)
         self._update_interest()
 
     # -- the state machine's one door ------------------------------------------
@@ -163,14 +191,16 @@ class Connection:
             self.close()
 
     def on_readable(self):
-        if self.state is State.CLOSING:
-            self._drain_while_closing()
-            return
-        if self.state is not State.IDLE and self.state is not State.READING_REQUEST:
-            return  # not reading now: the bytes wait in the kernel (backpressure)
+        state = self.state
+        if state is not State.IDLE and state is not State.READING_REQUEST:
+            if state is State.CLOSING:
+                self._drain_while_closing()
+            elif state is State.HANDSHAKE_WANT_READ:
+                self._handshake()
+            return  # else not reading now: the bytes wait in the kernel (backpressure)
         try:
             data = self.sock.recv(RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
+        except _WOULD_BLOCK:
             return
         except (*_PEER_GONE, OSError):
             self.close()
@@ -179,17 +209,94 @@ class Connection:
             self.close()
             return
         self._parser.feed(data)
-        if self.state is State.IDLE:
-            self._enter(State.READING_REQUEST)
+        if self.state is not State.IDLE:
+            self._advance()
+            return
+        self._enter(State.READING_REQUEST)
+        self._advance()
+        if self.state is State.READING_REQUEST:
             # The header timeout runs from the first byte, and is not reset
             # by later bytes: one byte every few seconds does not buy time.
+            # It is armed only now, when the request turned out incomplete
+            # (most arrive whole and are answered at once); the loop's clock
+            # is read once per turn, so the deadline is the same as if it
+            # had been set before _advance.
             self._set_deadline(self._config.header_timeout)
-        self._advance()
 
     def on_writable(self):
-        if self.state is State.WRITING and self._write():
-            if self._finish_response():
+        if self.state is State.WRITING:
+            if self._write() and self._finish_response():
                 self._advance()
+        elif self.state is State.HANDSHAKE_WANT_WRITE:
+            self._handshake()
+
+    # -- TLS ---------------------------------------------------------------------
+
+    def _handshake(self):
+        """Take the TLS handshake one step further, as far as the socket
+        allows without blocking; the state says which readiness it waits for."""
+        if not tls.is_wrapped(self.sock):
+            # Nothing read yet. Peek at the first byte: a TLS client starts
+            # with a handshake record; someone typing http:// does not.
+            try:
+                first = self.sock.recv(1, socket.MSG_PEEK)
+            except _WOULD_BLOCK:
+                return
+            except OSError:
+                self.close()
+                return
+            if not first:
+                self.close()
+                return
+            if not tls.starts_handshake(first):
+                self._refuse_plain_text(first)
+                return
+            if self._interest:  # the new socket object is registered afresh
+                self._reactor.unregister(self.sock)
+                self._interest = 0
+            try:
+                self.sock = tls.wrap(self._tls, self.sock)
+            except OSError:  # reset in between
+                self.close()
+                return
+        try:
+            self.sock.do_handshake()
+        except tls.WANT_READ:
+            self._wait_in(State.HANDSHAKE_WANT_READ)
+            return
+        except tls.WANT_WRITE:
+            self._wait_in(State.HANDSHAKE_WANT_WRITE)
+            return
+        except OSError:  # a failed handshake (ssl.SSLError) or a reset: the peer's problem
+            self.close()
+            return
+        self._tls_open = True
+        self._enter(State.IDLE)
+        self._set_deadline(self._config.header_timeout)
+        self._update_interest()
+        if self.sock.pending():  # the request came with the handshake's last flight
+            self.on_readable()
+
+    def _wait_in(self, state):
+        if self.state is not state:
+            self._enter(state)
+        self._update_interest()
+
+    def _refuse_plain_text(self, first):
+        """Bytes that are not TLS on a TLS listener. If they look like an HTTP
+        request, answer 400 in plain HTTP (the client can read that, as with
+        nginx's "plain HTTP request was sent to HTTPS port"); anything else is
+        noise, and is closed on."""
+        if not tls.looks_like_http(first):
+            self.close()
+            return
+        try:
+            self._parser.feed(self.sock.recv(RECV_BYTES))  # read, so closing sends no reset
+        except OSError:
+            pass
+        self._tls = None  # this connection speaks plain HTTP from now on, for its one answer
+        self._respond(error_response(400, "this port speaks HTTPS; use an https:// URL", close=True),
+                      self._parser.first_line(), close=True)
 
     # -- requests in, responses out --------------------------------------------
 
@@ -215,13 +322,13 @@ class Connection:
                         self._enter(State.READING_REQUEST)
                         self._set_deadline(self._config.header_timeout)
                     else:
-                        self._enter(State.IDLE)
-                        self._set_deadline(self._config.keepalive_timeout)
+                        self._wait_for_next_request()
+                        return
                 self._update_interest()
                 return
             self._request = request
             self._requests_seen += 1
-            response = self._server.site.handle(request, self.on_response)
+            response = self._server.handle(request, self.on_response, self.client)
             if response is None:
                 self._enter(State.WAITING_EXECUTOR)
                 self._job_in_flight = True
@@ -256,8 +363,10 @@ class Connection:
             # A body we did not read (Expect: 100-continue): answer, then close,
             # so that the body can never be taken for the next request. And a
             # connection has a request budget, as nginx's keepalive_requests.
+            # When the server is stopping, the answer says it closes.
             keep_alive = (request.keep_alive and not request.body_unread
-                          and self._requests_seen < self._config.max_requests_per_connection)
+                          and self._requests_seen < self._config.max_requests_per_connection
+                          and not self._server.draining)
         else:
             self._head_only = False
             keep_alive = False
@@ -279,7 +388,8 @@ class Connection:
             # Pipelined requests answered from memory: keep the bytes, and send
             # the whole batch with one system call when the requests run out.
             self._batch.append(data)
-            self._server.access_log.log(self.client, request_line, response.status, len(response.body))
+            self._server.access_log.log(self.client, request, request_line, response.status,
+                                        len(response.body))
             self._response = self._request = None
             return True
         if self._batch:  # answers batched before this one go first
@@ -315,7 +425,8 @@ class Connection:
                 if self._out:
                     response = self._response  # None while a batch of answers is sent
                     more_follows = self._file is not None or (response is not None and bool(response.parts))
-                    sent = self.sock.send(self._out, _MSG_MORE if more_follows else 0)
+                    # (A TLS socket takes no flags: it writes records, not segments.)
+                    sent = self.sock.send(self._out, _MSG_MORE if more_follows and self._tls is None else 0)
                     self._body_sent += sent
                     if sent < len(self._out):
                         self._out = memoryview(self._out)[sent:]
@@ -345,7 +456,7 @@ class Connection:
                     self._file = None
                 if not self._next_part():
                     return True
-        except (BlockingIOError, InterruptedError):
+        except _WOULD_BLOCK:
             self._wait_for_writable()
             return False
         except (*_PEER_GONE, OSError):
@@ -408,7 +519,8 @@ class Connection:
         a batch, may go on to read one)."""
         if self._response is not None:
             self._log_response()
-        self._release_file()
+        if self._file is not None:
+            self._release_file()
         self._response = None
         self._request = None
         if not self._keep_alive:
@@ -419,14 +531,40 @@ class Connection:
             return False
         if self._parser.buffered or after_batch:
             return True  # a pipelined request may be waiting: _advance decides
+        self._wait_for_next_request()
+        return False
+
+    def _wait_for_next_request(self):
+        """Keep-alive: wait, idle, for the next request. Or close, if the
+        server is stopping: a response begun before that may have promised
+        keep-alive, but nothing more will be answered here."""
+        if self._server.draining:
+            self.close()
+            return
         self._enter(State.IDLE)
         self._set_deadline(self._config.keepalive_timeout)
         self._update_interest()
-        return False
+
+    def on_shutdown(self):
+        """The server is stopping: an idle connection closes now (unless a
+        request has just arrived on it, which is then answered with
+        Connection: close); one busy with a request finishes it, then closes."""
+        if self.state is State.IDLE:
+            try:
+                # The plain socket's own recv, also under TLS (whose recv
+                # takes no flags): any byte waiting, encrypted or not, counts.
+                arrived = socket.socket.recv(self.sock, 1, socket.MSG_PEEK)
+            except OSError:  # nothing waiting (BlockingIOError), or the peer is gone
+                arrived = False
+            if not arrived:
+                self.close()
+        elif self.state is State.HANDSHAKE_WANT_READ or self.state is State.HANDSHAKE_WANT_WRITE:
+            self.close()
 
     def _log_response(self):
-        self._server.access_log.log(self.client, self._log_line, self._response.status,
-                                    max(self._body_sent, 0))
+        sent = self._body_sent
+        self._server.access_log.log(self.client, self._request, self._log_line, self._response.status,
+                                    sent if sent > 0 else 0)
 
     # -- closing -------------------------------------------------------------------
 
@@ -435,6 +573,7 @@ class Connection:
         linger timeout ends. Closing at once could make the kernel answer the
         client's unread bytes with RST, which can destroy the error response
         before the client reads it."""
+        self._say_goodbye()
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -470,11 +609,19 @@ class Connection:
         if self._timer is not None:
             self._reactor.cancel(self._timer)
             self._timer = None
+        self._say_goodbye()
         self.sock.close()
         self._release_file()
         self._out = b""
         self._batch.clear()
         self._server.forget(self)
+
+    def _say_goodbye(self):
+        """TLS: send close_notify, so the client knows the end is the end and
+        not a cut connection. Best effort: its reply is not waited for."""
+        if self._tls_open:
+            self._tls_open = False
+            tls.send_close_notify(self.sock)
 
     def _release_file(self):
         # Discussion: while an executor job reads from the file descriptor, we

@@ -179,11 +179,12 @@ class RequestParser:
             if request is not None:
                 return request
         buffer = self._buffer
-        if buffer[:2] == b"\r\n":
+        if buffer.startswith(b"\r\n"):
             self._skip_empty_lines()
         # Bytes before _checked_to were searched on an earlier call; only an end
         # that overlaps the new bytes can be new, so the search is linear overall.
-        end = buffer.find(b"\r\n\r\n", max(self._checked_to - 3, 0))
+        checked_to = self._checked_to
+        end = buffer.find(b"\r\n\r\n", checked_to - 3 if checked_to > 3 else 0)
         if end < 0:
             self._check_incomplete_head()
             return None

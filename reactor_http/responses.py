@@ -126,20 +126,26 @@ def error_response(status, detail=None, extra_fields="", close=False):
 
 class HeadRenderer:
     """Renders status line and header fields into bytes, with a Date value
-    built once a second rather than once a request."""
+    built once a second rather than once a request.
 
-    __slots__ = ("_date_second", "_date_fields")
+    ``extra_fields`` are lines every response carries (--header, and CORS's
+    Access-Control-Allow-Origin): they ride along with Server and Date, so
+    they cost nothing per request."""
 
-    def __init__(self):
+    __slots__ = ("_date_second", "_date_fields", "_extra_fields")
+
+    def __init__(self, extra_fields=""):
         self._date_second = None
         self._date_fields = ""
+        self._extra_fields = extra_fields
 
     def date_fields(self):
-        """The Server and Date lines, rebuilt when the second changes."""
+        """The Server and Date lines (and the extra fields), rebuilt when the second changes."""
         now = int(time.time())
         if now != self._date_second:
             self._date_second = now
-            self._date_fields = f"Server: {SERVER_NAME}\r\nDate: {formatdate(now, usegmt=True)}\r\n"
+            self._date_fields = (f"Server: {SERVER_NAME}\r\nDate: {formatdate(now, usegmt=True)}\r\n"
+                                 f"{self._extra_fields}")
         return self._date_fields
 
     def wire_bytes(self, response, connection_field):

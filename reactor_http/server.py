@@ -1,28 +1,38 @@
-"""The server: listening sockets, accepting connections, and the parts wired together.
+"""The server: accepting connections, stopping gracefully, and the parts wired together.
 
 It owns the reactor, the executor, the static site and the set of open
 connections. Accepting is just another readiness callback: when a listening
 socket is readable, accept a batch of connections and give each its own
 Connection object. Nothing here knows how HTTP works.
+
+Stopping has two speeds. The first SIGTERM or SIGINT begins a graceful stop
+(``begin_shutdown``): the listeners close at once, so new connections are
+refused; idle keep-alive connections close; a connection with a request in
+hand finishes its response (saying ``Connection: close``) and then closes;
+when none is left, the loop stops. After ``--shutdown-timeout``, or at a
+second signal, whatever is left is closed at once (``stop_now``).
 """
 
 import errno
 import functools
 import os
 import socket
+import time
 
 try:
     import resource  # POSIX only
 except ImportError:
     resource = None
 
-from .connection import Connection
+from .connection import Connection, State
 from .executor import BlockingExecutor
+from .listeners import listener_url
 from .logs import AccessLog, log_error
 from .reactor import EVENT_READ, Reactor, make_selector
 from .http_parser import HeadMemo
 from .responses import HeadRenderer
-from .static import StaticSite
+from .static import StaticSite, response_fields
+from .status import StatusPage
 
 # Accept at most this many connections per readiness event, so a flood of new
 # connections cannot starve the ones already open.
@@ -30,7 +40,9 @@ ACCEPT_BATCH = 64
 # Out of descriptors (EMFILE): stop accepting for this long instead of spinning
 # on a listening socket that stays readable. Open connections go on being served.
 ACCEPT_BACKOFF_SECONDS = 0.5
-LISTEN_BACKLOG = 1024
+# How long, at exit, to wait for executor jobs that are still running (a
+# file operation takes milliseconds; one that takes longer is a hung disk).
+EXECUTOR_EXIT_WAIT_SECONDS = 2.0
 
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 # Descriptors the server needs besides one per connection: listeners, the
@@ -80,51 +92,31 @@ def raise_descriptor_limit(max_connections):
     return soft
 
 
-def open_listener(bind, port, reuse_port=False, listen=True):
-    """A TCP socket bound to (bind, port), listening unless ``listen`` is
-    False. With ``reuse_port``, other sockets may bind the same port
-    (SO_REUSEPORT), and the kernel spreads new connections among those that
-    listen: how worker processes share a port. Raises OSError."""
-    infos = socket.getaddrinfo(bind or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, protocol, _, address = infos[0]
-    listener = socket.socket(family, kind, protocol)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6 and address[0] == "::":
-            # "::" means every address, IPv4 ones too (dual stack).
-            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        listener.bind(address)
-        if listen:
-            listener.listen(LISTEN_BACKLOG)
-    except OSError:
-        listener.close()
-        raise
-    return listener
-
-
-def listener_url(listener):
-    """The http:// URL a listening socket answers on."""
-    host, port = listener.getsockname()[:2]
-    if listener.family == socket.AF_INET6:
-        host = f"[{host}]"
-    return f"http://{host}:{port}/"
-
-
 class Server:
     """A static file server on one reactor thread."""
 
-    def __init__(self, config, access_stream=None):
+    def __init__(self, config, access_stream=None, tls_context=None):
         self.config = config
+        self.tls_context = tls_context  # an ssl.SSLContext: every listener speaks TLS
         self.reactor = Reactor(make_selector(config.selector))
-        self.executor = BlockingExecutor(self.reactor, config.blocking_threads)
+        self.executor = BlockingExecutor(self.reactor, config.blocking_threads, config.disk_delay,
+                                         config.file_work_on_loop)
         self.site = StaticSite(config, self.executor, self.reactor.clock)
-        self.renderer = HeadRenderer()
+        # What answers a request: the site, behind the status page if there is one.
+        self.handle = self.site.handle
+        if config.status_path:
+            self.handle = StatusPage(self, self.site, config.status_path, config.status_allow).handle
+        self.renderer = HeadRenderer(response_fields(config))
         self.head_memo = HeadMemo()  # parsed heads, shared by every connection
-        self.access_log = AccessLog(self.reactor, access_stream, enabled=not config.quiet)
-        self.use_sendfile = config.use_sendfile and hasattr(os, "sendfile")
+        self.access_log = AccessLog(self.reactor, access_stream, enabled=not config.quiet,
+                                    path=config.access_log if access_stream is None else None,
+                                    log_format=config.log_format,
+                                    trusted_proxies=config.trusted_proxies)
+        # sendfile would send a file's bytes past TLS's encryption.
+        self.use_sendfile = config.use_sendfile and hasattr(os, "sendfile") and tls_context is None
         self.connections = set()
+        self.accepted = 0  # connections accepted since start
+        self.started_at = time.monotonic()
         self.max_connections = connection_capacity(config.max_connections)
         if self.max_connections < config.max_connections:
             log_error(f"the descriptor limit leaves room for {self.max_connections} connections "
@@ -133,25 +125,26 @@ class Server:
         self._accepting = False
         self._backoff_timer = None  # set while accepting is paused after EMFILE
         self._limit_logged_at = None
-        self._closing = False
+        self._closing = False   # no more accepting: stopping, or stopped
+        self.draining = False   # a graceful stop is under way (connections read this)
+        self._shutdown_timer = None
+        self.abandoned_jobs = False  # executor jobs still ran when the server stopped
 
     # -- listening ---------------------------------------------------------------
 
-    def listen(self):
-        """Bind and listen on the configured address. Raises OSError (address
-        in use, ...) for the caller to report."""
-        self.adopt(open_listener(self.config.bind, self.config.port))
-
     def adopt(self, listener):
-        """Serve connections from a listening socket made elsewhere (a worker
-        process gets its socket from the supervisor)."""
+        """Serve connections from a listening socket opened elsewhere
+        (listeners.open_listeners, or a worker's own)."""
         listener.setblocking(False)
         self.listeners.append(listener)
-        self._start_accepting()
+        if self._accepting:
+            self._register_listener(listener)
+        else:
+            self._start_accepting()
 
     def urls(self):
-        """The http:// URL of each listening socket."""
-        return [listener_url(listener) for listener in self.listeners]
+        """Where each listening socket answers (http://, https:// or unix:)."""
+        return [listener_url(listener, tls=self.tls_context is not None) for listener in self.listeners]
 
     # Accepting is switched off in two cases, and back on when both are over:
     # at --max-connections (until a connection closes), and after running out
@@ -164,8 +157,11 @@ class Server:
         if len(self.connections) >= self.max_connections:
             return
         for listener in self.listeners:
-            self.reactor.register(listener, EVENT_READ, functools.partial(self.on_acceptable, listener))
+            self._register_listener(listener)
         self._accepting = True
+
+    def _register_listener(self, listener):
+        self.reactor.register(listener, EVENT_READ, functools.partial(self.on_acceptable, listener))
 
     def _stop_accepting(self):
         if self._accepting:
@@ -186,6 +182,7 @@ class Server:
         """Reactor callback: connections are waiting on a listening socket."""
         fd_limit = self.reactor.fd_limit
         is_tcp = listener.family in (socket.AF_INET, socket.AF_INET6)  # once a batch: it costs
+        tls_context = self.tls_context
         for _ in range(ACCEPT_BATCH):
             if len(self.connections) >= self.max_connections:
                 self._stop_accepting()
@@ -214,8 +211,10 @@ class Server:
             except OSError:  # reset before we got to it
                 sock.close()
                 continue
-            client = address[0] if isinstance(address, tuple) else "-"
-            connection = Connection(self, sock, client)
+            # A Unix socket's peer has no address: "unix:", as nginx logs it.
+            client = address[0] if isinstance(address, tuple) else "unix:"
+            connection = Connection(self, sock, client, tls_context)
+            self.accepted += 1
             self.connections.add(connection)
             connection.start()
 
@@ -229,35 +228,98 @@ class Server:
     def forget(self, connection):
         """Called by a connection when it closes."""
         self.connections.discard(connection)
-        if not self._accepting:
+        if self.draining:
+            if not self.connections:
+                self.reactor.stop()  # the last response is out: the graceful stop is done
+        elif not self._accepting:
             self._start_accepting()
 
-    # -- running -------------------------------------------------------------------
+    # -- stopping ------------------------------------------------------------------
 
-    def serve_forever(self):
-        """Run the loop on this thread until ``stop()``; then release everything."""
-        try:
-            self.reactor.run()
-        finally:
-            self._close_everything()
+    def on_stop_signal(self):
+        """SIGTERM or SIGINT (on the loop thread): the first begins a graceful
+        stop, a second one stops at once."""
+        if self.draining:
+            log_error("second signal: stopping now")
+            self.stop_now()
+        else:
+            self.begin_shutdown()
 
-    def stop(self):
-        """Stop serving (loop thread; from elsewhere use call_soon_threadsafe)."""
+    def begin_shutdown(self):
+        """Stop accepting, close idle connections, let the others finish their
+        response; stop the loop when none is left, or at the shutdown timeout."""
+        self.draining = True
+        self._stop_serving_new_connections()
+        for connection in list(self.connections):
+            connection.on_shutdown()
+        if self.connections:
+            busy = len(self.connections)
+            log_error(f"stopping: waiting for {busy} connection{'s' if busy != 1 else ''} to finish "
+                      f"(at most {self.config.shutdown_timeout:g} s; a second signal stops at once)")
+            self._shutdown_timer = self.reactor.call_later(self.config.shutdown_timeout,
+                                                           self._on_shutdown_timeout)
+        else:
+            self.reactor.stop()
+
+    def _on_shutdown_timeout(self):
+        self._shutdown_timer = None
+        log_error(f"shutdown timeout: closing {len(self.connections)} connection(s) still open")
+        self.stop_now()
+
+    def stop_now(self):
+        """Close every connection and stop the loop (loop thread; from another
+        thread use call_soon_threadsafe)."""
+        self.draining = True
+        self._stop_serving_new_connections()
+        for connection in list(self.connections):
+            connection.close()
         self.reactor.stop()
 
-    def _close_everything(self):
+    def _stop_serving_new_connections(self):
         self._closing = True
         self._stop_accepting()
         if self._backoff_timer is not None:
             self.reactor.cancel(self._backoff_timer)
             self._backoff_timer = None
+        # Closed, not just ignored: a new connection is refused at once
+        # rather than left waiting in a backlog nobody will accept from.
         for listener in self.listeners:
             listener.close()
+
+    # -- running -------------------------------------------------------------------
+
+    def serve_forever(self):
+        """Run the loop on this thread until it is stopped; then release everything."""
+        try:
+            self.reactor.run()
+        finally:
+            self._close_everything()
+
+    def _close_everything(self):
+        self._stop_serving_new_connections()
+        if self._shutdown_timer is not None:
+            self.reactor.cancel(self._shutdown_timer)
+            self._shutdown_timer = None
         for connection in list(self.connections):
             connection.close()
-        # Wait for running jobs (short file operations), so that none posts
-        # its completion to a reactor whose wake-up channel is closed.
-        self.executor.shutdown(wait=True)
         self.site.cache.close()
-        self.access_log.flush()
-        self.reactor.close()
+        self.access_log.close()
+        # Running jobs (short file operations) are waited for, so that none
+        # posts its completion to a reactor whose wake-up channel is closed.
+        # A job that does not end (a hung disk) is abandoned with the
+        # channel left open; the process must then exit without joining
+        # its thread (see cli.serve).
+        if self.executor.shutdown_and_wait(EXECUTOR_EXIT_WAIT_SECONDS):
+            self.reactor.close()
+        else:
+            self.abandoned_jobs = True
+            log_error("a file operation is still running (a hung disk?): exiting without it")
+
+    # -- watching --------------------------------------------------------------------
+
+    def connections_by_state(self):
+        """{state name: count} over the open connections."""
+        counts = dict.fromkeys((state.value for state in State if state is not State.CLOSED), 0)
+        for connection in self.connections:
+            counts[connection.state.value] = counts.get(connection.state.value, 0) + 1
+        return counts

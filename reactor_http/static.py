@@ -18,6 +18,7 @@ If-Modified-Since: 412 or 304), then Range (with If-Range: 206 or 416).
 """
 
 import os
+import re
 
 from . import files
 from .autoindex import render_listing
@@ -58,16 +59,18 @@ class StaticSite:
         self._error_pages = {status: parse_target(path, show_hidden=True)
                              for status, path in config.error_pages}
         self._fallback = parse_target(config.fallback, show_hidden=True) if config.fallback else None
+        self._cors = config.cors
 
     # -- the entry point ---------------------------------------------------------
 
-    def handle(self, request, respond):
+    def handle(self, request, respond, client=None):
         """Return a Response now, or return None and later call
-        ``respond(response)`` on the loop thread."""
+        ``respond(response)`` on the loop thread. (The client's address is
+        for the status page, which stands in front of this.)"""
         method = request.method
         if method not in SERVED_METHODS:
             if method == "OPTIONS":
-                return self._options(request.target)
+                return self._options(request)
             if method in KNOWN_METHODS:
                 return self._error(request, 405, None, respond, ALLOW_FIELD)
             return self._error(request, 501, f"the {method} method is not implemented", respond)
@@ -80,15 +83,20 @@ class StaticSite:
             return self._error(request, error.status, error.detail, respond)
         return self._serve_path(request, path, respond, memo=True)
 
-    def _options(self, target):
+    def _options(self, request):
         """OPTIONS says which methods the server allows (RFC 9110 §9.3.7), for
         the server as a whole ("*") or for any well-formed path: the answer is
-        the same for every file, so the disk is not asked."""
+        the same for every file, so the disk is not asked. With --cors, an
+        OPTIONS that is a CORS preflight gets the Access-Control-* answer."""
+        target = request.target
         if target != "*":
             try:
                 parse_target(target, self.show_hidden)
             except PathError as error:
                 return error_response(error.status, error.detail)
+        headers = request.headers
+        if self._cors and "origin" in headers and "access-control-request-method" in headers:
+            return Response(204, ALLOW_FIELD + _preflight_fields(headers), content_length=0)
         return Response(204, ALLOW_FIELD, content_length=0)
 
     # -- from a path to what is there ----------------------------------------------
@@ -335,25 +343,58 @@ class StaticSite:
 
 class Plan:
     """A memo of the answer to one request (one Request object: identical
-    heads share it) given one cache entry: ``response()`` makes it again,
+    heads share it) given one cache entry: ``response()`` gives it again,
     with no path parsing, negotiation or precondition work, while the cache
-    still holds that very entry."""
+    still holds that very entry.
 
-    __slots__ = ("key", "result", "status", "fields", "body", "content_length", "close", "wire")
+    The very same Response object is given every time. That is safe because
+    a plannable response holds no file (see ``_plannable``), so nothing in it
+    is released or consumed by sending it; the one change a connection makes
+    to a response, dropping the body for HEAD, is the same every time, since
+    a HEAD request's plan only ever answers HEAD requests."""
+
+    __slots__ = ("key", "result", "_response")
 
     def __init__(self, key, result, response):
         self.key = key
         self.result = result
-        self.status = response.status
-        self.fields = response.fields
-        self.body = response.body
-        self.content_length = response.content_length
-        self.close = response.close
-        self.wire = response.wire = WireCache()
+        response.wire = WireCache()
+        self._response = response
 
     def response(self):
-        return Response(self.status, self.fields, self.body, content_length=self.content_length,
-                        close=self.close, wire=self.wire)
+        return self._response
+
+
+# CORS (the Fetch standard, fetch.spec.whatwg.org, "CORS protocol"). A
+# preflight asks whether a cross-origin request may be made; for static files
+# the answer is yes for the methods served and any request fields asked for
+# (nothing here changes state). Expose-Headers names the response fields a
+# page's script may read beyond the safelisted ones: those of ranges and
+# validators, which video players and download managers use.
+CORS_EXPOSED_FIELDS = "Content-Range, Accept-Ranges, ETag, Content-Encoding"
+CORS_MAX_AGE_SECONDS = 86400
+_FIELD_NAME_LIST = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*")
+
+
+def response_fields(config):
+    """The header lines every response carries: --header's, and with --cors
+    the origin allowed. The allowed origin is the same whatever the request's
+    Origin, so responses need no Vary: Origin."""
+    fields = "".join(f"{name}: {value}\r\n" for name, value in config.headers)
+    if config.cors:
+        fields += (f"Access-Control-Allow-Origin: {config.cors}\r\n"
+                   f"Access-Control-Expose-Headers: {CORS_EXPOSED_FIELDS}\r\n")
+    return fields
+
+
+def _preflight_fields(headers):
+    fields = (f"Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
+              f"Access-Control-Max-Age: {CORS_MAX_AGE_SECONDS}\r\n")
+    asked = headers.get("access-control-request-headers", "").strip(" \t")
+    if _FIELD_NAME_LIST.fullmatch(asked):  # a list of field names, nothing else, is echoed
+        fields += (f"Access-Control-Allow-Headers: {asked}\r\n"
+                   "Vary: Access-Control-Request-Headers\r\n")
+    return fields
 
 
 def _unchanged(variant):

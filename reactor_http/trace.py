@@ -28,25 +28,11 @@ from . import connection as connection_module
 from . import executor as executor_module
 from . import reactor as reactor_module
 
-CATEGORIES = ("reactor", "timer", "conn", "executor")
-
 _EVENT_NAMES = {
     reactor_module.EVENT_READ: "read",
     reactor_module.EVENT_WRITE: "write",
     reactor_module.EVENT_READ | reactor_module.EVENT_WRITE: "read+write",
 }
-
-
-def parse_categories(text):
-    """"all" or a comma-separated list of CATEGORIES -> a frozenset. Raises ValueError."""
-    if text in (None, "", "all"):
-        return frozenset(CATEGORIES)
-    chosen = frozenset(part.strip() for part in text.split(","))
-    unknown = chosen - set(CATEGORIES)
-    if unknown:
-        raise ValueError(f"unknown trace categories: {', '.join(sorted(unknown))} "
-                         f"(choose from {', '.join(CATEGORIES)})")
-    return chosen
 
 
 class Tracer:
@@ -240,9 +226,11 @@ def _trace_executor(tracer):
         return traced
 
     def run(original):
-        def traced(self, job, args, on_completion, submitted_at):
-            tracer.line(-1, "executor", f"running {job.__name__} on a worker thread")
-            return original(self, job, args, on_completion, submitted_at)
+        def traced(self, job, args, *rest):
+            where = ("on the loop thread, blocking it" if threading.current_thread() is threading.main_thread()
+                     else "on a worker thread")
+            tracer.line(-1, "executor", f"running {job.__name__} {where}")
+            return original(self, job, args, *rest)
         return traced
 
     _wrap(BlockingExecutor, "submit", submit)

@@ -2,24 +2,24 @@
 
 One reactor uses one core. To use more, ``--workers N`` forks N processes,
 each a complete server with its own reactor, executor and cache, all
-accepting on the same port. Where the platform has SO_REUSEPORT each worker
-listens on a socket of its own and the kernel spreads new connections among
-them evenly; elsewhere they all accept from one socket they inherit from the
-parent.
+accepting on the same listeners. Where the platform has SO_REUSEPORT each
+worker listens on TCP sockets of its own and the kernel spreads new
+connections among them evenly; elsewhere (and for Unix and socket-activated
+listeners) they all accept from the sockets they inherit from the parent.
 
 The parent serves nothing. It starts the workers, starts a new one when one
-dies, and on SIGTERM or SIGINT passes the signal on to every worker and
-exits 0 once they all have.
+dies, and passes SIGTERM and SIGINT on to every worker: the first makes each
+worker stop gracefully (finishing its responses), a second makes them stop at
+once. The parent exits 0 once they all have.
 """
 
 import os
 import signal
-import socket
 import sys
 import time
 
+from .listeners import for_worker, is_listening, listener_url
 from .logs import log_error
-from .server import listener_url, open_listener
 
 # A worker that dies this soon after starting is failing, not crashing now
 # and then: after this many such deaths in a row the parent gives up.
@@ -27,46 +27,36 @@ EARLY_DEATH_SECONDS = 1.0
 EARLY_DEATHS_ALLOWED = 5
 
 
-def worker_count(text):
-    """N, or "auto" for one worker per CPU."""
-    if text == "auto":
-        return os.cpu_count() or 1
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be at least 1 or 'auto', not {value}")
-    return value
-
-
-def supervise(config, count, serve):
-    """Run ``count`` workers, each calling ``serve(config, listener)`` in its
-    own process, until a signal stops them. Returns the exit status."""
-    reuse_port = config.reuse_port and hasattr(socket, "SO_REUSEPORT")
-    if reuse_port:
-        # Bound, not listening: it keeps the port ours (and tells us which
-        # port "0" became) while the workers' own sockets listen on it.
-        reservation = open_listener(config.bind, config.port, reuse_port=True, listen=False)
-        port = reservation.getsockname()[1]
-        shared = None
-    else:
-        shared = open_listener(config.bind, config.port)
-        port = shared.getsockname()[1]
-        reservation = shared
-    print(f"Serving {os.path.realpath(config.root)} at {listener_url(reservation)} "
-          f"({count} workers, {'SO_REUSEPORT' if reuse_port else 'one shared socket'}). "
-          f"Press Ctrl+C to stop.", flush=True)
+def supervise(config, listeners, tls_context, serve):
+    """Run ``config.workers`` workers, each calling ``serve(config,
+    its_listeners, tls_context)`` in its own process, until a signal stops
+    them. Returns the exit status."""
+    count = config.workers
+    shared = all(is_listening(listener) for listener in listeners)
+    for listener in listeners:
+        print(f"Serving {os.path.realpath(config.root)} at "
+              f"{listener_url(listener, tls=tls_context is not None)} ({count} workers, "
+              f"{'shared sockets' if shared else 'SO_REUSEPORT'}). Press Ctrl+C to stop.", flush=True)
 
     def start_worker():
         pid = os.fork()
         if pid:
             return pid
-        # In the child: a server of its own on the shared port.
+        # In the child: a server of its own on the same listeners.
         status = 1
         try:
+            # Not the parent's handlers (they would relay to this worker's
+            # siblings); serve() sets the worker's own.
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            listener = shared if shared is not None else open_listener(
-                config.bind, port, reuse_port=True)
-            status = serve(config, listener)
+            if hasattr(signal, "SIGHUP"):
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            own = [for_worker(listener) for listener in listeners]
+            for listener in listeners:
+                if listener not in own:
+                    listener.close()  # the parent's reservation: the worker has its own socket
+            status = serve(config, own, tls_context)
         except BaseException as error:  # noqa: B036 - a worker reports, then exits
             log_error("worker failed", error)
         finally:
@@ -78,6 +68,20 @@ def supervise(config, count, serve):
 
     def on_signal(signum, frame):
         stopping.append(signum)
+        # No worker will be started again, so the parent's sockets are not
+        # needed: closing them lets the listeners close for good once the
+        # workers close theirs, and new connections are refused.
+        for listener in listeners:
+            listener.close()
+        for pid in workers:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def pass_on(signum, frame):
+        # SIGHUP (reopen the access log) and SIGUSR1 (status) are the
+        # workers' business: the parent only relays them.
         for pid in workers:
             try:
                 os.kill(pid, signum)
@@ -86,6 +90,9 @@ def supervise(config, count, serve):
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, pass_on)
+        signal.signal(signal.SIGUSR1, pass_on)
     for _ in range(count):
         workers[start_worker()] = time.monotonic()
 
@@ -108,6 +115,7 @@ def supervise(config, count, serve):
             continue
         log_error(f"worker {pid} exited ({how}); starting another")
         workers[start_worker()] = time.monotonic()
-    reservation.close()
+    for listener in listeners:
+        listener.close()
     print("Stopped.", flush=True)
     return 1 if "failed" in stopping else 0

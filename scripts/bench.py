@@ -1329,7 +1329,11 @@ def main(argv=None):
     options = resolve_options(parser, parser.parse_args(argv))
     if options.from_json:
         with open(options.from_json) as file:
-            return write_report(json.load(file), options, print)
+            report = json.load(file)
+        if "ratios" not in report:  # saved while running: a run cut short has none yet
+            scenarios = [SCENARIOS[name] for name in report["options"]["scenarios"]]
+            report["ratios"] = compute_ratios(report["results"], scenarios)
+        return write_report(report, options, print)
 
     missing = [name for name in ("wrk", "taskset") if find_program(name) is None]
     if missing:

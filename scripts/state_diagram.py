@@ -18,7 +18,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from reactor_http.connection import TRANSITIONS, State  # noqa: E402
+from reactor_http.connection import INITIAL_STATES, TRANSITIONS, State  # noqa: E402
 
 OUTPUT = os.path.join(REPO, "docs", "state-diagram.md")
 
@@ -28,7 +28,8 @@ def _name(state):
 
 
 def mermaid():
-    lines = ["stateDiagram-v2", f"    [*] --> {_name(State.IDLE)}: accepted"]
+    lines = ["stateDiagram-v2"]
+    lines += [f"    [*] --> {_name(state)}: {why}" for state, why in INITIAL_STATES.items()]
     for (source, target), why in TRANSITIONS.items():
         lines.append(f"    {_name(source)} --> {_name(target)}: {why.replace(':', ' -')}")
     lines.append(f"    {_name(State.CLOSED)} --> [*]")
@@ -37,7 +38,8 @@ def mermaid():
 
 def dot():
     lines = ["digraph connection {", "    rankdir=LR;", '    node [shape=box, style=rounded];',
-             f'    start [shape=point]; start -> {_name(State.IDLE)} [label="accepted"];']
+             "    start [shape=point];"]
+    lines += [f'    start -> {_name(state)} [label="{why}"];' for state, why in INITIAL_STATES.items()]
     for (source, target), why in TRANSITIONS.items():
         lines.append(f'    {_name(source)} -> {_name(target)} [label="{why}"];')
     lines.append("}")

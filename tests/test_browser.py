@@ -312,3 +312,48 @@ def test_video_seeks_with_range_requests(tmp_path, servers):
     first = int(seek_range[1])
     last = int(seek_range[2]) if seek_range[2] else video_size - 1
     assert (206, last - first + 1) in video_entries, (video_entries, requested)
+
+
+CORS_FETCHES = """
+const target = arguments[0], done = arguments[arguments.length - 1];
+const attempt = (promise) => promise.then((value) => value, (error) => "refused: " + error.name);
+Promise.all([
+    // A simple request: no preflight, the response must carry Allow-Origin.
+    attempt(fetch(target + "/data.txt").then((response) => response.text())),
+    // A request field that is not safelisted: the browser sends a preflight first.
+    attempt(fetch(target + "/data.txt", {headers: {"X-Requested-With": "reactor-test"}})
+        .then((response) => response.text())),
+    // A range: the script may read Content-Range only if it is exposed.
+    attempt(fetch(target + "/data.txt", {headers: {"Range": "bytes=0-3"}})
+        .then((response) => response.status + " " + response.headers.get("Content-Range"))),
+]).then(done);
+"""
+
+
+def test_cors_as_chromium_enforces_it(browser, servers, tmp_path):
+    """A page served by one server reads files from another. Chromium allows
+    it, preflight and exposed Content-Range included, when the other server
+    has --cors with the page's origin; and refuses when it names another
+    origin, or has no --cors at all."""
+    page_root, data_root = tmp_path / "page", tmp_path / "data"
+    page_root.mkdir()
+    data_root.mkdir()
+    (page_root / "index.html").write_bytes(b"<!DOCTYPE html><title>cors</title><p>page</p>\n")
+    (data_root / "data.txt").write_bytes(b"cross-origin data\n")
+    page_server = servers(page_root)
+    origin = f"http://127.0.0.1:{page_server.port}"
+    allowing = servers(data_root, "--cors", origin)
+    other = servers(data_root, "--cors", "https://elsewhere.example")
+    closed = servers(data_root)
+    browser.get(origin + "/")
+    wait_until(lambda: browser.title == "cors", DEADLINE, "the page did not load")
+
+    results = browser.execute_async_script(CORS_FETCHES, allowing.url)
+    assert results == ["cross-origin data\n", "cross-origin data\n", "206 bytes 0-3/18"], results
+    preflights = [(target, status) for target, status, _ in settle_log(allowing)
+                  if target == "/data.txt" and status == 204]
+    assert preflights, "Chromium sent no preflight"  # OPTIONS /data.txt, answered 204
+
+    for refusing in (other, closed):
+        results = browser.execute_async_script(CORS_FETCHES, refusing.url)
+        assert results == ["refused: TypeError"] * 3, results

@@ -408,6 +408,20 @@ def test_http10_keep_alive(demo_server, client_for):
 # -- pipelining and odd segmentation ---------------------------------------------------
 
 
+def test_a_pipelined_request_that_arrives_in_part(demo_server, client_for):
+    """A complete request and the start of the next in one send: the first is
+    answered at once, without waiting for the second, which is answered when
+    the rest of it arrives (the connection reads on in between)."""
+    index = read_bytes(INDEX_HTML)
+    client = client_for(demo_server)
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /style.css HTTP/1.1\r\nHo")
+    status, _, body = client.read_response()
+    assert (status, body) == (200, index)
+    client.send(b"st: x\r\n\r\n")
+    status, _, body = client.read_response()
+    assert (status, body) == (200, demo_bytes("style.css"))
+
+
 def test_pipelined_requests_answered_in_order(demo_server, client_for):
     """Ten requests in one send get ten responses, in order (RFC 9112 §9.3.2)."""
     index = read_bytes(INDEX_HTML)

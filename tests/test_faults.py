@@ -37,7 +37,7 @@ import psutil
 import pytest
 
 from conftest import (BECOME_NOBODY_CODE, IMF_FIXDATE, NOBODY_UID, REPO, RawClient, get, read_head,
-                      sitecustomize_env, wait_until, world_traversable)
+                      request_once, sitecustomize_env, wait_until, world_traversable)
 
 BIG_BYTES = 24 * 1024 * 1024
 # Where the truncation test cuts the file: a multiple of the page size and of
@@ -68,11 +68,7 @@ def stat_etag(path):
 
 def request(server, path, extra=""):
     """One request on a fresh connection: (status, headers, body)."""
-    client = RawClient(server.connect())
-    try:
-        return client.request(get(path, extra=extra))
-    finally:
-        client.close()
+    return request_once(server, get(path, extra=extra))
 
 
 def start_slow_download(server, path):
@@ -572,7 +568,8 @@ def test_slow_disk_saturates_the_executor_while_cached_files_are_served(start_se
 # -- the wall clock jumps -----------------------------------------------------------------------------
 
 # Fault injection: time.time() (the wall clock: Date, the access log) jumps by
-# a day forward on SIGUSR1 and to a day behind on SIGUSR2, as when an
+# a day forward on SIGRTMIN and to a day behind on SIGRTMIN+1 (the server
+# keeps SIGUSR1 for its status), as when an
 # administrator or NTP steps the clock; time.monotonic is left alone, as the
 # kernel leaves CLOCK_MONOTONIC alone when CLOCK_REALTIME is set.
 CLOCK_JUMP_CODE = """
@@ -589,14 +586,14 @@ def jumped_time():
 
 
 def jump(signum, frame):
-    _offset[0] = 86400.0 if signum == signal.SIGUSR1 else -86400.0
+    _offset[0] = 86400.0 if signum == signal.SIGRTMIN else -86400.0
     sys.stderr.write(f"clock-jump: wall clock now {_offset[0]:+.0f} s\\n")
     sys.stderr.flush()
 
 
 time.time = jumped_time
-signal.signal(signal.SIGUSR1, jump)
-signal.signal(signal.SIGUSR2, jump)
+signal.signal(signal.SIGRTMIN, jump)
+signal.signal(signal.SIGRTMIN + 1, jump)
 """
 
 
@@ -647,7 +644,7 @@ def test_wall_clock_jumps_forward_a_day(start_server, tmp_path):
     # Both connections are accepted, so both have deadlines, before the jump.
     wait_until(lambda: len(server_connections(server)) == 2, 10, "the server never accepted both")
 
-    jump_clock(server, signal.SIGUSR1, "+86400")
+    jump_clock(server, signal.SIGRTMIN, "+86400")
     # A request on a third connection makes the loop turn and run due timers:
     # a deadline on the wall clock would now be a day overdue.
     status, headers, body = request(server, "/page.txt")
@@ -682,7 +679,7 @@ def test_wall_clock_jumps_back_a_day(start_server, tmp_path):
     assert idle.request(get("/page.txt"))[::2] == (200, b"page\n")
     half = RawClient(server.connect())
     half.send(b"GET /page.txt HTTP/1.1\r\nHo")
-    jump_clock(server, signal.SIGUSR2, "-86400")
+    jump_clock(server, signal.SIGRTMIN + 1, "-86400")
 
     # Deadlines on the wall clock would now be a day away.
     assert idle.is_closed_by_peer(timeout=15)

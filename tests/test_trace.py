@@ -78,3 +78,20 @@ def test_unknown_category_is_refused():
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "unknown trace categories: bogus" in result.stderr
+
+
+def imported_modules(server):
+    return {line.rsplit("|", 1)[1].strip() for line in server.stderr_lines if line.startswith("import time:")}
+
+
+def test_tracing_off_is_tracing_compiled_out(start_server):
+    """Off, the tracing module is never even imported, so no method is wrapped
+    and the hot path is the same code as a build without tracing. On, it is.
+    (PYTHONPROFILEIMPORTTIME lists every import on stderr.)"""
+    for flags, expected in (((), False), (("--trace=conn",), True)):
+        server = start_server("--quiet", *flags, env={"PYTHONPROFILEIMPORTTIME": "1"})
+        one_request(server)
+        assert server.stop() == 0
+        modules = imported_modules(server)
+        assert "reactor_http.connection" in modules  # the listing is there
+        assert ("reactor_http.trace" in modules) is expected, flags
