@@ -20,6 +20,7 @@ from .logs import open_log_file
 from .listeners import REUSE_PORT_AVAILABLE, ListenError, open_listeners, remove_unix_socket
 from .reactor import make_selector
 from .server import Server, raise_descriptor_limit
+from .status import status_document
 from .tls import TLSConfigError, make_context
 from .workers import supervise
 
@@ -114,5 +115,4 @@ def serve(config, listeners, tls_context=None, banner=False):
 
 
 def _print_status(server):
-    from .status import status_document
     print(json.dumps(status_document(server), sort_keys=True), file=sys.stderr, flush=True)

@@ -213,7 +213,7 @@ class Setting:
     def convert(self, text):
         try:
             return self.parse(text)
-        except (ValueError, argparse.ArgumentTypeError) as error:
+        except ValueError as error:  # every parse function says what is wrong this way
             raise ValueError(str(error) or f"bad value {text!r}") from None
 
 
