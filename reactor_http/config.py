@@ -1,9 +1,13 @@
 """The server's settings: every limit and timeout in one named, documented place.
 
-Nothing here does I/O. The command line (cli.py) builds one Config; every other
-module reads from it and never changes it, so it is safe to share with the
-executor's threads (the "Arc-style shared read-only state" of the async world).
+Nothing here does I/O. The command line (server/cli.py, through
+server/settings.py) builds one Config; every other module reads from it and
+never changes it, so it is safe to share with the executor's threads (the
+"Arc-style shared read-only state" of the async world). Every package may
+import this module: it is the one thing they all read.
 """
+
+from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
@@ -22,9 +26,9 @@ class Config:
     # TCP addresses, each on ``port``. Empty means DEFAULT_BIND, unless
     # ``unix`` or systemd socket activation provides the listeners.
     binds: tuple = ()
-    unix: str = None                       # a Unix domain socket path
-    certfile: str = None                   # TLS: every listener speaks HTTPS
-    keyfile: str = None
+    unix: str | None = None                       # a Unix domain socket path
+    certfile: str | None = None                   # TLS: every listener speaks HTTPS
+    keyfile: str | None = None
     workers: int = 1
     reuse_port: bool = True                # workers: SO_REUSEPORT where the platform has it
     blocking_threads: int = 8
@@ -34,22 +38,22 @@ class Config:
     use_sendfile: bool = True
 
     # Logs and watching.
-    access_log: str = None                 # a file to append to; None: stdout
+    access_log: str | None = None                 # a file to append to; None: stdout
     log_format: str = "common"             # common, combined or json
     trusted_proxies: tuple = ()            # networks whose X-Forwarded-For is believed
-    trace: frozenset = None                # trace categories, None: no tracing
-    status_path: str = None                # e.g. "/_status"; None: no status page
+    trace: frozenset | None = None               # trace categories, None: no tracing
+    status_path: str | None = None                # e.g. "/_status"; None: no status page
     status_allow: tuple = LOOPBACK_NETWORKS
 
     # What is served, beyond the file itself.
     precompressed: bool = True             # style.css.br / .zst / .gz beside style.css
     gzip: bool = False                     # compress text on the fly (cached)
-    cache_control: str = None              # a Cache-Control value for file responses
+    cache_control: str | None = None              # a Cache-Control value for file responses
     autoindex: bool = False                # list directories that have no index.html
     error_pages: tuple = ()                # ((404, "/404.html"), ...)
-    fallback: str = None                   # serve this path when nothing matches (SPA)
+    fallback: str | None = None                   # serve this path when nothing matches (SPA)
     headers: tuple = ()                    # (("X-Frame-Options", "DENY"), ...) on every response
-    cors: str = None                       # "*" or one origin allowed to read the files
+    cors: str | None = None                       # "*" or one origin allowed to read the files
 
     # The metadata and small-file cache (nginx: open_file_cache).
     cache_bytes: int = 64 * 1024 * 1024

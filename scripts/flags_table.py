@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write README.md's table of flags from the settings table in the code.
 
-Every flag lives in one place, ``reactor_http.settings.SETTINGS``; this script
+Every flag lives in one place, ``reactor_http.server.settings.SETTINGS``; this script
 renders it as the Markdown table between the markers ``<!-- flags -->`` and
 ``<!-- /flags -->`` in README.md. tests/test_settings.py fails when the
 committed table no longer matches, so the README cannot drift from the code.
@@ -17,7 +17,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from reactor_http import settings  # noqa: E402
+from reactor_http.server import settings  # noqa: E402
 
 README = os.path.join(REPO, "README.md")
 BEGIN, END = "<!-- flags -->", "<!-- /flags -->"

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Any exception other than ProtocolError out of the request parser is a bug: this fuzz target hunts for one.
 
-It drives reactor_http.http_parser.RequestParser (with the body readers of
-reactor_http.http_body) the way a connection does: bytes arrive in reads of
+It drives reactor_http.http1.parser.RequestParser (with the body readers of
+reactor_http.http1.bodies) the way a connection does: bytes arrive in reads of
 any size, and after each read every complete request is drained. For every
 input it checks that
 
@@ -58,13 +58,13 @@ except ImportError:
 if atheris is not None:
     # Instrument the parser modules so libFuzzer sees which branches an input reaches.
     with atheris.instrument_imports(include=["reactor_http"]):
-        from reactor_http import http_parser
-        from reactor_http.errors import ProtocolError
-        from reactor_http.http_parser import Request, RequestParser
+        from reactor_http.http1 import fast_path as http_parser
+        from reactor_http.http1.errors import ProtocolError
+        from reactor_http.http1.parser import Request, RequestParser
 else:
-    from reactor_http import http_parser
-    from reactor_http.errors import ProtocolError
-    from reactor_http.http_parser import Request, RequestParser
+    from reactor_http.http1 import fast_path as http_parser
+    from reactor_http.http1.errors import ProtocolError
+    from reactor_http.http1.parser import Request, RequestParser
 
 # The memo of parsed heads a server's parsers share, where the parser has one.
 HeadMemo = getattr(http_parser, "HeadMemo", None)

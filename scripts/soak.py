@@ -55,8 +55,8 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 # The server's own thresholds, so the integrity tree sits exactly on them.
-from reactor_http.connection import CHUNK_BYTES, SENDFILE_BYTES  # noqa: E402
-from reactor_http.files import SMALL_FILE_BYTES  # noqa: E402
+from reactor_http.connection.writer import CHUNK_BYTES, SENDFILE_BYTES  # noqa: E402
+from reactor_http.static.files import SMALL_FILE_BYTES  # noqa: E402
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Draw the connection's state machine from the table in the code.
 
-The legal transitions live in one place, ``reactor_http.connection.TRANSITIONS``.
+The legal transitions live in one place, ``reactor_http.connection.connection.TRANSITIONS``.
 This script renders that table as a Mermaid state diagram (shown by GitHub and
 most Markdown viewers) and as Graphviz dot source, into docs/state-diagram.md.
 tests/test_state_diagram.py fails when the committed page no longer matches
@@ -18,7 +18,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from reactor_http.connection import INITIAL_STATES, TRANSITIONS, State  # noqa: E402
+from reactor_http.connection.states import INITIAL_STATES, TRANSITIONS, State  # noqa: E402
 
 OUTPUT = os.path.join(REPO, "docs", "state-diagram.md")
 

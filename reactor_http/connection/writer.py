@@ -1,0 +1,212 @@
+"""The write path: what a connection still has to send, and the system calls that send it.
+
+A Writer holds, in order: answers rendered to bytes (a batch of them, when
+pipelined requests were answered from memory), then at most one file body (an
+open descriptor and the regions of it to send). ``flush`` sends as much as the
+socket takes without blocking, and says why it stopped:
+
+- DONE: everything queued has gone to the kernel;
+- BLOCKED: the kernel's send buffer is full; flush again when writable;
+- NEED_CHUNK: the portable path (no ``sendfile``: ``--no-sendfile``, or TLS,
+  which must encrypt what it sends) needs the next chunk of the file read on
+  the executor. ``chunk_job`` says what to read; ``take_chunk`` hands it over.
+
+Writes try to send at once and wait for writability only for the remainder, as
+asyncio's selector transports do. A batch goes out in one ``send``; a head
+followed by a file goes out with MSG_MORE, so Linux can put the head and the
+first bytes of the file in one packet.
+
+If the file turns out shorter than the head announced (truncated while being
+sent), ``flush`` raises FileChanged: the connection must close rather than send
+a body that does not match its Content-Length.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from .tls import WANT_ERRORS
+
+if TYPE_CHECKING:
+    from ..http1.responses import FileBody
+
+# The portable send path reads a file in chunks of this size on the executor.
+CHUNK_BYTES = 256 * 1024
+# sendfile is asked for at most this much per call, so one fast reader on a
+# huge file cannot keep the loop thread from everyone else for long.
+SENDFILE_BYTES = 4 * 1024 * 1024
+
+# Sending the head with MSG_MORE tells Linux that file bytes follow.
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+# "Try again when the socket is ready": a TLS socket says it with its own errors.
+WOULD_BLOCK: tuple[type[BaseException], ...] = (BlockingIOError, InterruptedError, *WANT_ERRORS)
+
+
+class Flushed(enum.Enum):
+    DONE = "done"
+    BLOCKED = "blocked"
+    NEED_CHUNK = "need-chunk"
+
+
+class FileChanged(Exception):
+    """The file ended before the length its head announced."""
+
+
+def read_chunk(fd: int, offset: int, length: int) -> bytes:
+    """The executor's job on the portable path: up to ``length`` bytes at ``offset``."""
+    return os.pread(fd, length, offset)
+
+
+class Writer:
+    """One connection's output queue. Loop thread only."""
+
+    __slots__ = ("sock", "use_sendfile", "use_flags", "bytes_queued", "bytes_sent", "_batch", "_out", "_file", "_index",
+                 "_offset", "_remaining", "_chunk_pending", "_closed")
+
+    def __init__(self, sock: socket.socket, use_sendfile: bool, use_flags: bool = True):
+        self.sock = sock
+        self.use_sendfile = use_sendfile
+        self.use_flags = use_flags       # send() flags such as MSG_MORE (not on a TLS socket)
+        self.bytes_queued = 0            # every byte ever queued, files' included
+        self.bytes_sent = 0              # every byte handed to the kernel, ever
+        self._batch: list[bytes] = []    # rendered answers not yet joined for sending
+        self._out: bytes | memoryview = b""  # bytes being sent now
+        self._file: FileBody | None = None  # the file body queued last, owned until sent
+        self._index = 0                  # its piece being sent
+        self._offset = 0                 # where in the file the current region is up to
+        self._remaining = 0              # and how much of it is left
+        self._chunk_pending = False      # the executor is reading a chunk from its descriptor
+        self._closed = False
+
+    def use_tls(self, sock: socket.socket) -> None:
+        """The socket is now a TLS one: no flags, and no sendfile (it would
+        bypass the encryption)."""
+        self.sock = sock
+        self.use_sendfile = False
+        self.use_flags = False
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything is queued and not yet sent."""
+        return bool(self._batch or self._out or self._file is not None)
+
+    @property
+    def holds_file(self) -> bool:
+        return self._file is not None
+
+    def add(self, data: bytes) -> None:
+        """Queue bytes (a rendered answer)."""
+        self._batch.append(data)
+        self.bytes_queued += len(data)
+
+    def add_file(self, body: FileBody) -> None:
+        """Queue a file body after what is queued; the writer now owns its
+        descriptor. Nothing may be queued after it until it is sent."""
+        self._file = body
+        self._index = -1  # flush loads the first piece once what is queued before it is sent
+        self._remaining = 0
+        self.bytes_queued += body.length
+
+    def flush(self) -> Flushed:
+        """Send what the socket takes now. Raises the peer's ConnectionError
+        or TimeoutError, and FileChanged."""
+        if self._batch:
+            batch = b"".join(self._batch) if len(self._batch) > 1 else self._batch[0]
+            self._batch.clear()
+            self._out = bytes(self._out) + batch if self._out else batch
+        sock = self.sock
+        try:
+            while True:
+                out = self._out
+                if out:
+                    flags = _MSG_MORE if self.use_flags and self._file is not None else 0
+                    sent = sock.send(out, flags)
+                    self.bytes_sent += sent
+                    if sent < len(out):
+                        self._out = memoryview(out)[sent:]
+                        return Flushed.BLOCKED
+                    self._out = b""
+                body = self._file
+                if body is None:
+                    return Flushed.DONE
+                if self._remaining == 0:
+                    self._index += 1
+                    self._load_piece()
+                    continue
+                if not self.use_sendfile:
+                    return Flushed.NEED_CHUNK
+                sent = os.sendfile(sock.fileno(), body.fd, self._offset, min(self._remaining, SENDFILE_BYTES))
+                if sent == 0:
+                    raise FileChanged("the file shrank while being sent")
+                self._offset += sent
+                self._remaining -= sent
+                self.bytes_sent += sent
+        except WOULD_BLOCK:
+            return Flushed.BLOCKED
+
+    def _load_piece(self) -> None:
+        """Make the file body's piece at ``_index`` the current one: bytes go
+        to ``_out``, a region to ``_offset``/``_remaining``. Past the last
+        piece, the file is done with: close it now."""
+        body = self._file
+        assert body is not None
+        if self._index >= len(body.pieces):
+            body.close()
+            self._file = None
+            return
+        piece = body.pieces[self._index]
+        if isinstance(piece, bytes):
+            self._out = piece
+            self._remaining = 0
+        else:
+            self._offset, self._remaining = piece
+
+    # -- the portable path --------------------------------------------------------
+
+    def chunk_job(self) -> tuple[int, int, int]:
+        """The arguments of ``read_chunk`` for the next chunk (after NEED_CHUNK)."""
+        assert self._file is not None
+        self._chunk_pending = True
+        return self._file.fd, self._offset, min(self._remaining, CHUNK_BYTES)
+
+    def chunk_arrived(self) -> bool:
+        """A chunk job ended. Returns False if the writer was closed meanwhile
+        (its descriptor is closed now, no job using it any more)."""
+        self._chunk_pending = False
+        if self._closed:
+            self._release_file()
+            return False
+        return True
+
+    def take_chunk(self, chunk: bytes) -> None:
+        """Queue the chunk just read; ``flush`` sends it. Raises FileChanged
+        for an empty chunk: the file ended early."""
+        if not chunk:
+            raise FileChanged("the file shrank while being sent")
+        self._out = chunk
+        self._offset += len(chunk)
+        self._remaining -= len(chunk)
+
+    # -- the end -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drop whatever is queued and release the file."""
+        self._closed = True
+        self._batch.clear()
+        self._out = b""
+        # Discussion: while an executor job reads from the file descriptor, it
+        # must not be closed: the number could be reused at once by a new
+        # socket, and the job would read from that instead. The job's
+        # completion closes it (chunk_arrived).
+        if not self._chunk_pending:
+            self._release_file()
+
+    def _release_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+

@@ -1,0 +1,266 @@
+"""The access log (one line per response) and the error log.
+
+Access-log lines are collected in memory and written together, like nginx's
+``access_log ... buffer= flush=``: when FLUSH_SECONDS have passed since the
+first line waiting, when FLUSH_LINES are waiting, and when the server stops.
+So a busy server makes one write system call per few hundred requests rather
+than one per request, and a line is still on screen within a moment.
+
+Three formats (``--log-format``): ``common`` (the Common Log Format of NCSA
+httpd, Apache and nginx), ``combined`` (the same plus the Referer and
+User-Agent fields) and ``json`` (one object per line). Whatever the format,
+nothing a client sent reaches the log unescaped: no control character or
+terminal escape, no quote that would end a field early.
+
+Behind a reverse proxy the peer is the proxy. With ``--trusted-proxy``, the
+client address logged is the one the proxy reports (Forwarded, RFC 7239, or
+X-Forwarded-For), but only when the peer is one of those trusted proxies, and
+only as far back along the chain as every hop is trusted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+import time
+import traceback
+
+# Bytes that must not reach a terminal or a log parser as themselves: control
+# characters (terminal escapes), the quote that delimits the request line, the
+# backslash that escapes, and everything outside printable ASCII.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7f, 0x100))}
+_ESCAPES[ord('"')] = '\\"'
+_ESCAPES[ord("\\")] = "\\\\"
+
+# A line waits at most this long before it is written...
+FLUSH_SECONDS = 0.5
+# ...and at most this many lines wait (some 32 KiB of text).
+FLUSH_LINES = 400
+
+
+def escape(text):
+    """Make text from the network safe to print in a log line."""
+    # Nearly every request line is printable ASCII without a quote or a
+    # backslash: check that in C, and skip the translation (a Python-level
+    # mapping lookup per character).
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return text.translate(_ESCAPES)
+
+
+FORMATS = ("common", "combined", "json")
+
+
+def _clf_time(now):
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+
+
+def _iso_time(now):
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now))
+
+
+class AccessLog:
+    """Buffers access-log lines and writes them in batches (see above).
+
+    It also counts every response, logged or not (``responses``,
+    ``body_bytes``), for the status page. Loop thread only."""
+
+    def __init__(self, reactor, stream=None, enabled=True, path=None, log_format="common",
+                 trusted_proxies=()):
+        self._reactor = reactor
+        self._path = path
+        if path is not None:
+            stream = open_log_file(path)
+        self._stream = stream if stream is not None else sys.stdout
+        self.enabled = enabled
+        self._format = {"common": self._common, "combined": self._combined, "json": self._json}[log_format]
+        self._trusted = ClientAddresses(trusted_proxies) if trusted_proxies else None
+        self._lines = []
+        self._flush_timer = None
+        self._second = None
+        self._time_text = ""
+        self.responses = 0
+        self.body_bytes = 0
+
+    def log(self, client, request, request_line, status, body_bytes):
+        """Record one response: the peer's address, the Request (None when the
+        head could not be parsed), the request line as received, the status
+        and the body bytes sent."""
+        self.responses += 1
+        self.body_bytes += body_bytes
+        if not self.enabled:
+            return
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._time_text = _clf_time(now) if self._format != self._json else _iso_time(now)
+        if self._trusted is not None and request is not None:
+            client = self._trusted.client(client, request.headers)
+        lines = self._lines
+        lines.append(self._format(client, request, request_line, status, body_bytes))
+        if len(lines) >= FLUSH_LINES:
+            self.flush()
+        elif self._flush_timer is None:
+            self._flush_timer = self._reactor.call_later(FLUSH_SECONDS, self._on_flush_timer)
+
+    # -- the formats -----------------------------------------------------------------
+
+    def _common(self, client, request, request_line, status, body_bytes):
+        size = str(body_bytes) if body_bytes else "-"
+        return f'{client} - - [{self._time_text}] "{escape(request_line)}" {status} {size}\n'
+
+    def _combined(self, client, request, request_line, status, body_bytes):
+        headers = request.headers if request is not None else {}
+        referer = escape(headers.get("referer", "-"))
+        user_agent = escape(headers.get("user-agent", "-"))
+        return (f'{self._common(client, request, request_line, status, body_bytes)[:-1]}'
+                f' "{referer}" "{user_agent}"\n')
+
+    def _json(self, client, request, request_line, status, body_bytes):
+        headers = request.headers if request is not None else {}
+        record = {
+            "time": self._time_text, "client": client, "request": request_line,
+            "method": request.method if request is not None else None,
+            "target": request.target if request is not None else None,
+            "protocol": request.version if request is not None else None,
+            "status": status, "bytes": body_bytes,
+            "referer": headers.get("referer"), "user_agent": headers.get("user-agent"),
+        }
+        # ensure_ascii: every control or non-ASCII character becomes \uXXXX.
+        return json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _on_flush_timer(self):
+        # One timer at a time: it writes whatever is waiting when it fires, so
+        # no line waits longer than FLUSH_SECONDS.
+        self._flush_timer = None
+        self.flush()
+
+    def flush(self):
+        """Write the waiting lines now (at the timer, when full, and at exit)."""
+        if self._lines:
+            text = "".join(self._lines)
+            self._lines.clear()
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass  # stdout closed or a full pipe: never let logging kill the server
+
+    def reopen(self):
+        """SIGHUP: write what waits to the old file, then open the path again
+        (logrotate has moved the old file away). Nothing to do for stdout."""
+        if self._path is None:
+            return
+        self.flush()
+        try:
+            stream = open_log_file(self._path)
+        except OSError as error:
+            log_error(f"cannot reopen --access-log {self._path}: {error.strerror or error}; "
+                      f"still writing to the old file")
+            return
+        old, self._stream = self._stream, stream
+        old.close()
+
+    def close(self):
+        self.flush()
+        if self._path is not None:
+            self._stream.close()
+
+
+def open_log_file(path):
+    """The access-log file, opened for appending (created if missing)."""
+    return open(path, "a", encoding="utf-8", newline="\n")
+
+
+class ClientAddresses:
+    """The client's address behind trusted reverse proxies.
+
+    The peer is believed about the client only if it is a trusted proxy.
+    Then the chain of addresses it reports (Forwarded's ``for=`` parameters,
+    RFC 7239 §5.2, or else X-Forwarded-For), read from the right, is believed
+    while each address is a trusted proxy too: the first address that is not
+    trusted is the client (as nginx's real_ip_recursive). Anything that is not
+    an IP address stops the walk, so nothing but a well-formed address can
+    reach the log from these fields."""
+
+    MAX_REMEMBERED = 1024
+
+    def __init__(self, networks):
+        # "unix:" stands for every peer on a Unix socket (which has no address).
+        self._networks = tuple(network for network in networks if network != "unix:")
+        self._trusted = {"unix:": "unix:" in networks}  # address text -> bool, remembered
+
+    def is_trusted(self, address):
+        known = self._trusted.get(address)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                known = False
+            else:
+                if ip.version == 6 and ip.ipv4_mapped is not None:
+                    ip = ip.ipv4_mapped  # ::ffff:10.0.0.1, as a dual-stack listener reports it
+                known = any(ip in network for network in self._networks)
+            if len(self._trusted) >= self.MAX_REMEMBERED:
+                unix_trusted = self._trusted["unix:"]
+                self._trusted.clear()
+                self._trusted["unix:"] = unix_trusted
+            self._trusted[address] = known
+        return known
+
+    def client(self, peer, headers):
+        if not self.is_trusted(peer):
+            return peer
+        forwarded = headers.get("forwarded")
+        chain = _forwarded_for(forwarded) if forwarded is not None else (
+            [part.strip(" \t") for part in headers.get("x-forwarded-for", "").split(",")])
+        client = peer
+        for address in reversed(chain):
+            address = _bare_address(address)
+            if address is None:
+                break
+            client = address
+            if not self.is_trusted(address):
+                break
+        return client
+
+
+def _forwarded_for(value):
+    """The for= values of a Forwarded field, in order: 'for=192.0.2.43,
+    for="[2001:db8::1]:4711";proto=https' -> ['192.0.2.43', '[2001:db8::1]:4711']."""
+    found = []
+    for element in value.split(","):
+        for pair in element.split(";"):
+            name, _, text = pair.strip(" \t").partition("=")
+            if name.lower() == "for":
+                found.append(text.strip('"'))
+    return found
+
+
+def _bare_address(text):
+    """The IP address in an X-Forwarded-For or Forwarded entry (brackets and
+    port removed), normalised; None if there is none."""
+    if text.startswith("["):  # [2001:db8::1] or [2001:db8::1]:4711
+        text = text[1:text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # 192.0.2.43:4711
+        text = text.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def log_error(message, error=None):
+    """Write an error (with its traceback, if any) to stderr, once."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    text = f"[{stamp}] reactor_http: {message}\n"
+    if error is not None:
+        text += "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

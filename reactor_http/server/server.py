@@ -1,0 +1,273 @@
+"""The server: accepting connections, keeping within limits, stopping gracefully.
+
+Accepting is just another readiness callback: when a listening socket is
+readable, accept a batch of connections and give each its own Connection.
+The server holds the set of open connections and nothing else of theirs: it
+knows no HTTP (the parts are built and wired together in wiring.py).
+
+Accepting is switched off in two cases, and back on when both are over: at
+the connection limit (until a connection closes), and after running out of
+descriptors (for a back-off interval). Meanwhile new connections wait in the
+kernel's listen backlog; none is accepted only to be dropped.
+
+Stopping has two speeds. The first SIGTERM or SIGINT begins a graceful stop
+(``begin_shutdown``): the listeners close at once, so new connections are
+refused; idle keep-alive connections close; a connection with a request in
+hand finishes its response (saying ``Connection: close``) and then closes;
+when none is left, the loop stops. After ``--shutdown-timeout``, or at a
+second signal, whatever is left is closed at once (``stop_now``).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from ..connection.connection import Connection
+from ..connection.states import State
+from ..loop.reactor import EVENT_READ
+from .limits import connection_capacity
+from .listeners import listener_url
+from .logs import log_error
+
+if TYPE_CHECKING:
+    from ..loop.reactor import Timer
+    from .wiring import Parts
+
+# Accept at most this many connections per readiness event, so a flood of new
+# connections cannot starve the ones already open.
+ACCEPT_BATCH = 64
+# Out of descriptors (EMFILE): stop accepting for this long instead of spinning
+# on a listening socket that stays readable. Open connections go on being served.
+ACCEPT_BACKOFF_SECONDS = 0.5
+# How long, at exit, to wait for executor jobs that are still running (a
+# file operation takes milliseconds; one that takes longer is a hung disk).
+EXECUTOR_EXIT_WAIT_SECONDS = 2.0
+# How often "at the connection limit" may be logged while it lasts.
+LIMIT_LOG_INTERVAL_SECONDS = 10.0
+
+_OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
+class Server:
+    """Accepts connections for the parts wiring.py built, on one reactor thread."""
+
+    def __init__(self, parts: Parts):
+        self.parts = parts
+        self.config = config = parts.config
+        self.reactor = parts.reactor
+        self.connections: set[Connection] = set()
+        self.accepted = 0  # connections accepted since start
+        self.started_at = time.monotonic()
+        self.max_connections = connection_capacity(config.max_connections)
+        if self.max_connections < config.max_connections:
+            log_error(f"the descriptor limit leaves room for {self.max_connections} connections "
+                      f"(--max-connections is {config.max_connections})")
+        parts.context.forget = self._forget
+        self.listeners: list[socket.socket] = []
+        self._accepting = False
+        self._backoff_timer: Timer | None = None  # set while accepting is paused after EMFILE
+        self._limit_logged_at: float | None = None
+        self._closing = False   # no more accepting: stopping, or stopped
+        self._shutdown_timer: Timer | None = None
+        self.abandoned_jobs = False  # executor jobs still ran when the server stopped
+
+    @property
+    def draining(self) -> bool:
+        """Whether a graceful stop is under way."""
+        return self.parts.context.stopping
+
+    # -- listening ---------------------------------------------------------------
+
+    def adopt(self, listener: socket.socket) -> None:
+        """Serve connections from a listening socket opened elsewhere
+        (listeners.open_listeners, or a worker's own)."""
+        listener.setblocking(False)
+        self.listeners.append(listener)
+        if self._accepting:
+            self._register_listener(listener)
+        else:
+            self._start_accepting()
+
+    def urls(self) -> list[str]:
+        """Where each listening socket answers (http://, https:// or unix:)."""
+        tls = self.parts.context.tls_context is not None
+        return [listener_url(listener, tls=tls) for listener in self.listeners]
+
+    def _start_accepting(self) -> None:
+        if self._accepting or self._backoff_timer is not None or self._closing:
+            return
+        if len(self.connections) >= self.max_connections:
+            return
+        for listener in self.listeners:
+            self._register_listener(listener)
+        self._accepting = True
+
+    def _register_listener(self, listener: socket.socket) -> None:
+        self.reactor.register(listener, EVENT_READ, functools.partial(self.on_acceptable, listener))
+
+    def _stop_accepting(self) -> None:
+        if self._accepting:
+            for listener in self.listeners:
+                self.reactor.unregister(listener)
+            self._accepting = False
+
+    def _back_off_accepting(self, seconds: float) -> None:
+        self._stop_accepting()
+        if self._backoff_timer is None:
+            self._backoff_timer = self.reactor.call_later(seconds, self._end_backoff)
+
+    def _end_backoff(self) -> None:
+        self._backoff_timer = None
+        self._start_accepting()
+
+    def on_acceptable(self, listener: socket.socket, mask: int) -> None:
+        """Reactor callback: connections are waiting on a listening socket."""
+        fd_limit = self.reactor.fd_limit
+        is_tcp = listener.family in (socket.AF_INET, socket.AF_INET6)  # once a batch: it costs
+        context = self.parts.context
+        connections = self.connections
+        for _ in range(ACCEPT_BATCH):
+            if len(connections) >= self.max_connections:
+                self._stop_accepting()
+                self._log_connection_limit()
+                return
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in _OUT_OF_RESOURCES:
+                    log_error(f"cannot accept: {error.strerror}; pausing accepts for "
+                              f"{ACCEPT_BACKOFF_SECONDS} s")
+                    self._back_off_accepting(ACCEPT_BACKOFF_SECONDS)
+                    return
+                continue  # ECONNABORTED and friends: that client is gone already
+            if fd_limit is not None and sock.fileno() >= fd_limit:
+                # select() cannot watch this descriptor: refuse the connection.
+                sock.close()
+                continue
+            try:
+                sock.setblocking(False)
+                if is_tcp:
+                    # Responses go out in one send; don't let Nagle hold the last packet.
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # reset before we got to it
+                sock.close()
+                continue
+            # A Unix socket's peer has no address: "unix:", as nginx logs it.
+            client = address[0] if isinstance(address, tuple) else "unix:"
+            connection = Connection(context, sock, client)
+            self.accepted += 1
+            connections.add(connection)
+            connection.start()
+
+    def _log_connection_limit(self) -> None:
+        now = self.reactor.now
+        if self._limit_logged_at is None or now - self._limit_logged_at >= LIMIT_LOG_INTERVAL_SECONDS:
+            self._limit_logged_at = now
+            log_error(f"at the connection limit ({self.max_connections}): pausing accepts until "
+                      f"a connection closes")
+
+    def _forget(self, connection: Connection) -> None:
+        """Called by a connection when it closes."""
+        self.connections.discard(connection)
+        if self.draining:
+            if not self.connections:
+                self.reactor.stop()  # the last response is out: the graceful stop is done
+        elif not self._accepting:
+            self._start_accepting()
+
+    # -- stopping ------------------------------------------------------------------
+
+    def on_stop_signal(self) -> None:
+        """SIGTERM or SIGINT (on the loop thread): the first begins a graceful
+        stop, a second one stops at once."""
+        if self.draining:
+            log_error("second signal: stopping now")
+            self.stop_now()
+        else:
+            self.begin_shutdown()
+
+    def begin_shutdown(self) -> None:
+        """Stop accepting, close idle connections, let the others finish their
+        response; stop the loop when none is left, or at the shutdown timeout."""
+        self.parts.context.stopping = True
+        self._stop_serving_new_connections()
+        for connection in list(self.connections):
+            connection.on_shutdown()
+        if self.connections:
+            busy = len(self.connections)
+            log_error(f"stopping: waiting for {busy} connection{'s' if busy != 1 else ''} to finish "
+                      f"(at most {self.config.shutdown_timeout:g} s; a second signal stops at once)")
+            self._shutdown_timer = self.reactor.call_later(self.config.shutdown_timeout,
+                                                           self._on_shutdown_timeout)
+        else:
+            self.reactor.stop()
+
+    def _on_shutdown_timeout(self) -> None:
+        self._shutdown_timer = None
+        log_error(f"shutdown timeout: closing {len(self.connections)} connection(s) still open")
+        self.stop_now()
+
+    def stop_now(self) -> None:
+        """Close every connection and stop the loop (loop thread; from another
+        thread use call_soon_threadsafe)."""
+        self.parts.context.stopping = True
+        self._stop_serving_new_connections()
+        for connection in list(self.connections):
+            connection.close()
+        self.reactor.stop()
+
+    def _stop_serving_new_connections(self) -> None:
+        self._closing = True
+        self._stop_accepting()
+        if self._backoff_timer is not None:
+            self.reactor.cancel(self._backoff_timer)
+            self._backoff_timer = None
+        # Closed, not just ignored: a new connection is refused at once
+        # rather than left waiting in a backlog nobody will accept from.
+        for listener in self.listeners:
+            listener.close()
+
+    # -- running -------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Run the loop on this thread until it is stopped; then release everything."""
+        try:
+            self.reactor.run()
+        finally:
+            self._close_everything()
+
+    def _close_everything(self) -> None:
+        self._stop_serving_new_connections()
+        if self._shutdown_timer is not None:
+            self.reactor.cancel(self._shutdown_timer)
+            self._shutdown_timer = None
+        for connection in list(self.connections):
+            connection.close()
+        parts = self.parts
+        parts.site.cache.close()
+        parts.access_log.close()
+        # Running jobs (short file operations) are waited for, so that none
+        # posts its completion to a reactor whose wake-up channel is closed.
+        # A job that does not end (a hung disk) is abandoned with the
+        # channel left open; the process must then exit without joining
+        # its thread (see cli.serve).
+        if parts.executor.shutdown_and_wait(EXECUTOR_EXIT_WAIT_SECONDS):
+            self.reactor.close()
+        else:
+            self.abandoned_jobs = True
+            log_error("a file operation is still running (a hung disk?): exiting without it")
+
+    # -- watching --------------------------------------------------------------------
+
+    def connections_by_state(self) -> dict[str, int]:
+        """{state name: count} over the open connections."""
+        counts = dict.fromkeys((state.value for state in State if state is not State.CLOSED), 0)
+        for connection in self.connections:
+            counts[connection.state.value] = counts.get(connection.state.value, 0) + 1
+        return counts

@@ -1,0 +1,573 @@
+"""Where the settings come from: the command line, the environment and a TOML file.
+
+Every setting is one row of SETTINGS: its flag, the Config field it fills, how
+its text is checked and converted, and its help. From that one table come the
+argparse flags, the keys of a ``--config`` file (the flag without its dashes:
+``max-connections = 100``), the environment variables (``REACTOR_HTTP_`` and
+the flag in capitals: ``REACTOR_HTTP_MAX_CONNECTIONS=100``), and what
+``--print-config`` shows. So a setting cannot exist in one place and be
+missing from another.
+
+Precedence, lowest first: Config's defaults, the file, the environment, the
+command line. A key or variable that names no setting, or a value a setting
+refuses, is one SettingsError naming it; the command line turns it into one
+line on stderr and exit status 2. Nothing here does any I/O but reading the
+file it was given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import math
+import os
+import re
+import shlex
+import sys
+
+from ..config import Config
+from ..loop.reactor import SELECTOR_CLASSES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 has no TOML reader in its standard library
+    tomllib = None
+
+ENVIRONMENT_PREFIX = "REACTOR_HTTP_"
+
+
+class SettingsError(Exception):
+    """A setting from a file or the environment that cannot be used."""
+
+
+# -- checking and converting one value (each raises ValueError with a message) -------------
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more, not {value}")
+    return value
+
+
+def port_number(text):
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be 0-65535 (0: any free port), not {value}")
+    return value
+
+
+def seconds(text):
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise ValueError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def non_negative_seconds(text):
+    value = float(text)
+    if not 0 <= value < math.inf:
+        raise ValueError(f"must be 0 or a positive number of seconds, not {text}")
+    return value
+
+
+def site_path(text):
+    if not text.startswith("/"):
+        raise ValueError(f"must be a path on the site, starting with '/': {text!r}")
+    return text
+
+
+def error_page(text):
+    from ..http1.responses import REASONS
+    status, equals, path = text.partition("=")
+    if not equals or not status.isdigit() or not 400 <= int(status) <= 599:
+        raise ValueError(f"expected STATUS=PATH with a 4xx or 5xx status, not {text!r}")
+    if int(status) not in REASONS:
+        raise ValueError(f"the server never answers {status}")
+    return int(status), site_path(path)
+
+
+def selector_name(text):
+    choices = ("auto", *SELECTOR_CLASSES)
+    if text not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}, not {text!r}")
+    return text
+
+
+def worker_count(text):
+    """N, or "auto" for one worker per CPU."""
+    if text == "auto":
+        return os.cpu_count() or 1
+    return positive_int(text)
+
+
+def log_format(text):
+    from .logs import FORMATS
+    if text not in FORMATS:
+        raise ValueError(f"must be one of {', '.join(FORMATS)}, not {text!r}")
+    return text
+
+
+def network(text):
+    """An address or CIDR block: 10.0.0.0/8, 192.0.2.7, ::1, fd00::/8."""
+    if text == UNIX_PEERS:
+        return text
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"not an IP address or CIDR block: {text!r}") from None
+
+
+# --trusted-proxy unix: trusts peers on a Unix domain socket (a proxy on the
+# same machine), as nginx's set_real_ip_from unix: does.
+UNIX_PEERS = "unix:"
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
+
+# Fields the server writes itself: a second copy from --header would
+# contradict the framing or the representation (RFC 9110 §5.3 lets a
+# recipient join repeated fields, which would corrupt these).
+SERVER_FIELDS = frozenset((
+    "content-length", "transfer-encoding", "connection", "content-type", "content-encoding",
+    "content-range", "etag", "last-modified", "accept-ranges", "vary", "date", "server",
+    "location", "allow", "retry-after", "cache-control", "x-content-type-options", "keep-alive",
+    "access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers",
+    "access-control-max-age", "access-control-expose-headers", "upgrade", "trailer",
+))
+
+
+def response_header(text):
+    """'Name: value', checked so that it cannot break the response head."""
+    name, colon, value = text.partition(":")
+    value = value.strip(" \t")
+    if not colon or not _TOKEN.fullmatch(name):
+        raise ValueError(f"expected 'Name: value' with a valid field name, not {text!r}")
+    if not _FIELD_VALUE.fullmatch(value):
+        raise ValueError(f"the value of {name} must be visible ASCII characters and spaces, "
+                         f"not {value!r}")
+    if name.lower() in SERVER_FIELDS:
+        hint = " (use --cache-control)" if name.lower() == "cache-control" else (
+            " (use --cors)" if name.lower().startswith("access-control-") else "")
+        raise ValueError(f"the server sets {name} itself{hint}")
+    return name, value
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
+
+
+def cors_origin(text):
+    """'*' or one origin, e.g. https://app.example.com (RFC 6454 §7)."""
+    if text == "*" or _ORIGIN.fullmatch(text):
+        return text
+    raise ValueError(f"must be '*' or an origin such as https://app.example.com, not {text!r}")
+
+
+# The trace module is imported only when tracing is asked for: without
+# --trace it is never loaded, so it cannot cost anything (test_trace checks).
+TRACE_CATEGORIES = ("reactor", "timer", "conn", "executor")
+
+
+def trace_categories(text):
+    """"all" or a comma-separated list of TRACE_CATEGORIES -> a frozenset."""
+    if text in (None, "", "all"):
+        return frozenset(TRACE_CATEGORIES)
+    chosen = frozenset(part.strip() for part in text.split(","))
+    unknown = chosen - set(TRACE_CATEGORIES)
+    if unknown:
+        raise ValueError(f"unknown trace categories: {', '.join(sorted(unknown))} "
+                         f"(choose from {', '.join(TRACE_CATEGORIES)})")
+    return chosen
+
+
+def existing_file(text):
+    if not os.path.isfile(text):
+        raise ValueError(f"{text!r} is not a file")
+    return text
+
+
+# -- the table -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One setting. ``kind`` is "value" (--flag VALUE), "switch" (--flag alone
+    sets the field to ``switch_value``), "list" (repeatable: --flag A --flag B)
+    or "optional" (--flag alone means ``const``, or --flag=VALUE)."""
+    flag: str
+    field: str
+    parse: object
+    help: str
+    group: str = "serving"
+    kind: str = "value"
+    metavar: str | None = None
+    switch_value: object = True
+    const: str | None = None
+    show: object = None  # value -> the text it was parsed from, for --print-config
+
+    @property
+    def key(self):
+        """Its name in a config file."""
+        return self.flag[2:]
+
+    def convert(self, text):
+        try:
+            return self.parse(text)
+        except ValueError as error:  # every parse function says what is wrong this way
+            raise ValueError(str(error) or f"bad value {text!r}") from None
+
+
+def _show_error_page(value):
+    return f"{value[0]}={value[1]}"
+
+
+def _show_header(value):
+    return f"{value[0]}: {value[1]}"
+
+
+def _show_categories(value):
+    return ",".join(category for category in TRACE_CATEGORIES if category in value)
+
+
+S = Setting
+SETTINGS = (
+    # Where to listen.
+    S("--port", "port", port_number, "TCP port; 0 picks a free one (printed at start)", "listening",
+      metavar="PORT"),
+    S("--bind", "binds", str, "address to listen on, repeatable: 0.0.0.0 for all IPv4, :: for all IPv6 "
+      "and IPv4 (default: 127.0.0.1, unless only --unix or socket activation is given)", "listening",
+      kind="list", metavar="ADDRESS"),
+    S("--unix", "unix", str, "also (or only) listen on a Unix domain socket at PATH", "listening",
+      metavar="PATH"),
+    S("--certfile", "certfile", existing_file, "serve HTTPS: the certificate chain (PEM); every "
+      "listener then speaks TLS", "listening", metavar="FILE"),
+    S("--keyfile", "keyfile", existing_file, "the private key (PEM), if not in --certfile",
+      "listening", metavar="FILE"),
+    S("--workers", "workers", worker_count, "worker processes sharing the listeners, each with its "
+      "own reactor; auto: one per CPU", "listening", metavar="N|auto"),
+    S("--no-reuseport", "reuse_port", None, "with --workers, share the listening sockets instead of "
+      "one SO_REUSEPORT socket per worker", "listening", kind="switch", switch_value=False),
+    # What is served.
+    S("--root", "root", str, "the directory to serve", "serving", metavar="DIR"),
+    S("--show-hidden", "show_hidden", None, "serve dotfiles and dot-directories such as .git and .env "
+      "(default: answer 404 for them)", kind="switch"),
+    S("--no-precompressed", "precompressed", None, "ignore precompressed siblings (style.css.br, "
+      ".zst, .gz); by default they are served to clients that accept their encoding",
+      kind="switch", switch_value=False),
+    S("--gzip", "gzip", None, "compress text files on the fly for clients that accept gzip "
+      "(cached; never for range requests)", kind="switch"),
+    S("--cache-control", "cache_control", str, "a Cache-Control value for file responses, e.g. "
+      "'max-age=3600'", metavar="VALUE"),
+    S("--header", "headers", response_header, "add a field to every response, e.g. "
+      "'X-Frame-Options: DENY'; repeatable", kind="list", metavar="'NAME: VALUE'",
+      show=_show_header),
+    S("--cors", "cors", cors_origin, "answer CORS requests (simple and preflight) from this origin, "
+      "or from any with '*'", metavar="ORIGIN|*"),
+    S("--autoindex", "autoindex", None, "list directories that have no index.html (default: 404)",
+      kind="switch"),
+    S("--error-page", "error_pages", error_page, "serve PATH (under the root) as the body of STATUS "
+      "errors, e.g. 404=/404.html; repeatable", kind="list", metavar="STATUS=PATH",
+      show=_show_error_page),
+    S("--fallback", "fallback", site_path, "serve PATH for requests that match no file, like nginx "
+      "'try_files $uri /index.html' (single-page apps)", metavar="PATH"),
+    S("--status-path", "status_path", site_path, "answer GET PATH with the server's status as JSON "
+      "(connections, requests, cache, executor), for --status-allow clients only", metavar="PATH"),
+    S("--status-allow", "status_allow", network, "addresses that may read --status-path, repeatable "
+      "(default: loopback only)", kind="list", metavar="CIDR", show=str),
+    # How files are read and sent.
+    S("--blocking-threads", "blocking_threads", positive_int, "executor threads for file work: stat, "
+      "open, read", "files", metavar="N"),
+    S("--no-sendfile", "use_sendfile", None, "send files by reading chunks on the executor instead "
+      "of os.sendfile (the portable path; TLS always uses it)", "files", kind="switch",
+      switch_value=False),
+    S("--cache-bytes", "cache_bytes", non_negative_int, "memory for cached metadata and small files; "
+      "0 turns the cache off", "files", metavar="BYTES"),
+    S("--cache-valid", "cache_valid", seconds, "how long a cached answer is used before the file is "
+      "checked again", "files", metavar="SECONDS"),
+    # Logs and watching.
+    S("--quiet", "quiet", None, "no access log (errors still go to stderr)", "logs", kind="switch"),
+    S("--access-log", "access_log", str, "write the access log to FILE (appending) instead of stdout; "
+      "SIGHUP reopens it, for logrotate", "logs", metavar="FILE"),
+    S("--log-format", "log_format", log_format, "access log lines: common, combined (adds Referer and "
+      "User-Agent) or json", "logs", metavar="FORMAT"),
+    S("--trusted-proxy", "trusted_proxies", network, "a reverse proxy whose X-Forwarded-For or "
+      "Forwarded field names the client for the access log (an address, a CIDR block, or unix: for "
+      "peers on the Unix socket); repeatable", "logs", kind="list", metavar="CIDR", show=str),
+    S("--trace", "trace", trace_categories, "print what the reactor, connections and executor do, one "
+      "line each, on stderr; optionally only some of: reactor, timer, conn, executor "
+      "(e.g. --trace=conn,executor)", "logs", kind="optional", const="all", metavar="CATEGORIES",
+      show=_show_categories),
+    S("--selector", "selector", selector_name, "readiness backend: auto (epoll on Linux, kqueue on "
+      "BSD/macOS), epoll, kqueue, poll or select", "logs", metavar="NAME"),
+    # Limits and timeouts.
+    S("--max-request-line", "max_request_line", positive_int, "longest request line; longer gets 414",
+      "limits", metavar="BYTES"),
+    S("--max-header-bytes", "max_header_bytes", positive_int, "largest header section; larger gets 431",
+      "limits", metavar="BYTES"),
+    S("--max-headers", "max_header_count", positive_int, "most header fields; more gets 431", "limits",
+      metavar="N"),
+    S("--max-body", "max_body", positive_int, "largest request body (framed and discarded); larger "
+      "gets 413", "limits", metavar="BYTES"),
+    S("--max-connections", "max_connections", positive_int, "connections at once; beyond it new ones "
+      "wait in the listen backlog", "limits", metavar="N"),
+    S("--max-requests", "max_requests_per_connection", positive_int, "requests on one connection "
+      "before it is closed", "limits", metavar="N"),
+    S("--keepalive-timeout", "keepalive_timeout", seconds, "close a keep-alive connection idle this "
+      "long", "limits", metavar="SECONDS"),
+    S("--header-timeout", "header_timeout", seconds, "answer 408 and close when a request head takes "
+      "longer than this from its first byte", "limits", metavar="SECONDS"),
+    S("--handshake-timeout", "handshake_timeout", seconds, "close a TLS connection whose handshake "
+      "takes longer than this", "limits", metavar="SECONDS"),
+    S("--send-timeout", "send_timeout", seconds, "close a connection whose client reads nothing of a "
+      "response for this long", "limits", metavar="SECONDS"),
+    S("--shutdown-timeout", "shutdown_timeout", seconds, "on SIGTERM or SIGINT, let responses in "
+      "progress finish for at most this long, then close what is left", "limits", metavar="SECONDS"),
+    # Teaching experiments.
+    S("--disk-delay", "disk_delay", non_negative_seconds, "make every file job (stat, open, read) "
+      "sleep this long first: a slow disk, simulated", "teaching", metavar="SECONDS"),
+    S("--file-work-on-loop", "file_work_on_loop", None, "run file jobs on the loop thread instead of "
+      "the executor, blocking every connection while the disk works", "teaching", kind="switch"),
+)
+del S
+
+BY_KEY = {setting.key: setting for setting in SETTINGS}
+BY_FIELD = {setting.field: setting for setting in SETTINGS}
+
+GROUPS = {
+    "listening": "where to listen",
+    "serving": "what is served",
+    "files": "reading and sending files",
+    "logs": "logs and watching the server",
+    "limits": "limits and timeouts",
+    "teaching": "teaching experiments (see docs/walkthrough.md; not for production)",
+}
+
+_DEFAULTS = Config()
+
+
+def default_of(setting):
+    return getattr(_DEFAULTS, setting.field)
+
+
+# -- argparse --------------------------------------------------------------------------------
+
+def _argparse_type(setting):
+    def convert(text):
+        try:
+            return setting.convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    convert.__name__ = setting.key  # argparse names the type in some messages
+    return convert
+
+
+def _help_text(setting):
+    """The help, with the default where there is one to show (a list's
+    default, when it has one, is described in its help text)."""
+    default = default_of(setting)
+    if setting.kind in ("switch", "list") or default in (None, ""):
+        return setting.help
+    shown = setting.show(default) if setting.show else default
+    return f"{setting.help} (default: {shown})"
+
+
+def build_parser(version):
+    """The argparse parser. Every setting's default is left out of the
+    namespace (SUPPRESS), so that what the command line gave can be told apart
+    from what it did not."""
+    parser = argparse.ArgumentParser(
+        prog="reactor-http", argument_default=argparse.SUPPRESS,
+        description="A static file server: one reactor thread for every socket, a small thread "
+                    "pool for the disk. Every flag can also be set in a --config file (the flag "
+                    "without its dashes) or an environment variable (REACTOR_HTTP_ and the flag in "
+                    "capitals); the command line wins, then the environment, then the file.")
+    parser.add_argument("--version", action="version", version=f"reactor_http {version}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="read settings from a TOML file (also REACTOR_HTTP_CONFIG)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the settings in effect, as TOML, with where each came from; "
+                             "then exit")
+    groups = {name: parser.add_argument_group(title) for name, title in GROUPS.items()}
+    for setting in SETTINGS:
+        group = groups[setting.group]
+        if setting.kind == "switch":
+            group.add_argument(setting.flag, dest=setting.field, action="store_const",
+                               const=setting.switch_value, help=setting.help)
+        elif setting.kind == "list":
+            group.add_argument(setting.flag, dest=setting.field, action="append",
+                               type=_argparse_type(setting), metavar=setting.metavar,
+                               help=_help_text(setting))
+        elif setting.kind == "optional":
+            group.add_argument(setting.flag, dest=setting.field, nargs="?",
+                               const=setting.convert(setting.const), type=_argparse_type(setting),
+                               metavar=setting.metavar, help=_help_text(setting))
+        else:
+            group.add_argument(setting.flag, dest=setting.field, type=_argparse_type(setting),
+                               metavar=setting.metavar, help=_help_text(setting))
+    return parser
+
+
+# -- the file and the environment ------------------------------------------------------------
+
+def _from_text(setting, text, where):
+    """A value from the environment, where everything is text."""
+    try:
+        if setting.kind == "switch":
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return setting.switch_value
+            if lowered in ("0", "false", "no", "off", ""):
+                return default_of(setting)
+            raise ValueError(f"must be true or false (1/0, yes/no), not {text!r}")
+        if setting.kind == "list":
+            # Shell words, so that an item may hold spaces or commas:
+            # REACTOR_HTTP_HEADER="'X-A: 1' 'X-B: 2, 3'".
+            return tuple(setting.convert(item) for item in shlex.split(text))
+        if setting.kind == "optional" and text.strip().lower() in ("1", "true", "yes", "on"):
+            return setting.convert(setting.const)
+        return setting.convert(text)
+    except ValueError as error:
+        raise SettingsError(f"{where}: {error}") from None
+
+
+def _from_toml(setting, value, where):
+    """A value from a TOML file, where it has a type of its own."""
+    try:
+        if setting.kind == "switch":
+            if not isinstance(value, bool):
+                raise ValueError(f"must be true or false, not {value!r}")
+            return setting.switch_value if value else default_of(setting)
+        if setting.kind == "list":
+            items = value if isinstance(value, list) else [value]
+            if not all(isinstance(item, (str, int)) and not isinstance(item, bool) for item in items):
+                raise ValueError(f"must be a string or a list of strings, not {value!r}")
+            return tuple(setting.convert(str(item)) for item in items)
+        if setting.kind == "optional" and isinstance(value, bool):
+            return setting.convert(setting.const) if value else None
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"must be a string or a number, not {value!r}")
+        return setting.convert(str(value))
+    except ValueError as error:
+        raise SettingsError(f"{where}: {error}") from None
+
+
+def read_config_file(path):
+    """{field: value} from a TOML file. Raises SettingsError."""
+    if tomllib is None:
+        raise SettingsError(f"--config {path}: reading TOML needs Python 3.11 or later")
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        raise SettingsError(f"--config {path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"--config {path}: not valid TOML: {error}") from None
+    values = {}
+    for key, value in document.items():
+        setting = BY_KEY.get(key)
+        if setting is None:
+            raise SettingsError(f"--config {path}: unknown setting {key!r}"
+                                + _suggestion(key.replace("_", "-")))
+        values[setting.field] = _from_toml(setting, value, f"--config {path}: {key}")
+    return values
+
+
+def read_environment(environ):
+    """{field: (value, variable)} from REACTOR_HTTP_* variables. Raises SettingsError."""
+    values = {}
+    for name, text in environ.items():
+        if not name.startswith(ENVIRONMENT_PREFIX) or name == ENVIRONMENT_PREFIX + "CONFIG":
+            continue
+        key = name[len(ENVIRONMENT_PREFIX):].lower().replace("_", "-")
+        setting = BY_KEY.get(key)
+        if setting is None:
+            raise SettingsError(f"unknown environment variable {name}" + _suggestion(key))
+        values[setting.field] = (_from_text(setting, text, name), name)
+    return values
+
+
+def _suggestion(key):
+    import difflib
+    close = difflib.get_close_matches(key, BY_KEY, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# -- putting it together ---------------------------------------------------------------------
+
+@dataclasses.dataclass
+class LoadedSettings:
+    config: Config
+    sources: dict          # field -> "default", "command line", "REACTOR_HTTP_X", "FILE"
+    print_config: bool
+
+
+def load(argv=None, environ=None, version="?"):
+    """Parse the command line (argparse exits 2 on a bad flag), read the file
+    and the environment, and return LoadedSettings. Raises SettingsError."""
+    environ = os.environ if environ is None else environ
+    arguments = build_parser(version).parse_args(argv)
+    values, sources = {}, {}
+    config_path = getattr(arguments, "config", None) or environ.get(ENVIRONMENT_PREFIX + "CONFIG")
+    if config_path:
+        for field, value in read_config_file(config_path).items():
+            values[field], sources[field] = value, config_path
+    for field, (value, variable) in read_environment(environ).items():
+        values[field], sources[field] = value, variable
+    for setting in SETTINGS:
+        if hasattr(arguments, setting.field):
+            value = getattr(arguments, setting.field)
+            values[setting.field] = tuple(value) if setting.kind == "list" else value
+            sources[setting.field] = "command line"
+    config = Config(**values)
+    problem = _inconsistency(config)
+    if problem:
+        raise SettingsError(problem)
+    return LoadedSettings(config, sources, getattr(arguments, "print_config", False))
+
+
+def _inconsistency(config):
+    """Settings that are each fine but do not go together."""
+    if config.keyfile and not config.certfile:
+        return "--keyfile needs --certfile"
+    return None
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(loaded):
+    """The settings in effect as TOML (usable as a --config file), each with a
+    comment saying where it came from."""
+    lines = ["# reactor_http settings in effect; a line's comment says where its value came from."]
+    for setting in SETTINGS:
+        value = getattr(loaded.config, setting.field)
+        source = loaded.sources.get(setting.field, "default")
+        if setting.kind == "switch":
+            shown = _toml_value(value == setting.switch_value)
+        elif value is None or (setting.kind == "list" and not value):
+            lines.append(f"# {setting.key} = (not set)  # {source}")
+            continue
+        elif setting.kind == "list":
+            show = setting.show or str
+            shown = _toml_value([show(item) for item in value])
+        elif setting.show is not None:
+            shown = _toml_value(setting.show(value))
+        else:
+            shown = _toml_value(value)
+        lines.append(f"{setting.key} = {shown}  # {source}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,91 @@
+"""The wiring: every part of a server, built in one place, in the order they depend on each other.
+
+    reactor  <-  executor  (jobs complete on the reactor's thread)
+    site (static files)  <-  status page (answers its own path, hands on the rest)
+    renderer, memos, access log
+    connection context  (what every connection is given: the parts above)
+    server  (accepts connections with that context, limits them, stops them)
+
+The command line (cli.py) and each worker process (workers.py) call
+``build_server``; neither builds a part of its own. ``banner_lines`` is the one
+format of the start-up lines, for one process and for workers alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ..connection.context import ConnectionContext
+from ..http1.fast_path import AnswerMemo, HeadMemo
+from ..http1.responses import HeadRenderer
+from ..loop.executor import BlockingExecutor
+from ..loop.reactor import Reactor, make_selector
+from ..static.site import StaticSite, response_fields
+from .logs import AccessLog, log_error
+from .server import Server
+from .status import StatusPage, status_document
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+
+@dataclass
+class Parts:
+    """A server's parts, as built by ``build_parts``."""
+
+    config: Config
+    reactor: Reactor
+    executor: BlockingExecutor
+    site: StaticSite
+    access_log: AccessLog
+    context: ConnectionContext
+
+
+def build_parts(config: Config, tls_context: Any = None, access_stream: TextIO | None = None) -> Parts:
+    """Build every part of one server (one reactor thread). ``tls_context``
+    (an ssl.SSLContext) makes every connection start with a TLS handshake;
+    ``access_stream`` overrides where the access log goes (tests)."""
+    reactor = Reactor(make_selector(config.selector))
+    executor = BlockingExecutor(reactor, config.blocking_threads, config.disk_delay, config.file_work_on_loop)
+    site = StaticSite(config, AnswerMemo(), reactor.clock)
+    access_log = AccessLog(reactor, access_stream, enabled=not config.quiet,
+                           path=config.access_log if access_stream is None else None,
+                           log_format=config.log_format, trusted_proxies=config.trusted_proxies)
+    context = ConnectionContext(
+        reactor=reactor, executor=executor, config=config, handler=site, access_log=access_log,
+        log_error=log_error, renderer=HeadRenderer(response_fields(config)), head_memo=HeadMemo(),
+        tls_context=tls_context,
+        # sendfile would send a file's bytes past TLS's encryption.
+        use_sendfile=config.use_sendfile and hasattr(os, "sendfile") and tls_context is None)
+    return Parts(config, reactor, executor, site, access_log, context)
+
+
+def build_server(config: Config, tls_context: Any = None, access_stream: TextIO | None = None) -> Server:
+    """A Server on freshly built parts, the status page in front of the site
+    if ``--status-path`` asks for one."""
+    parts = build_parts(config, tls_context, access_stream)
+    server = Server(parts)
+    if config.status_path:
+        parts.context.handler = StatusPage(lambda: status_document(server), parts.site, config.status_path,
+                                           config.status_allow)
+    return server
+
+
+def banner_lines(root: str, urls: list[str], details: str) -> list[str]:
+    """The start-up lines: one per listener, the same format for one process
+    and for workers (tests and scripts read the first: root, then URL)."""
+    return [f"Serving {root} at {url} ({details}). Press Ctrl+C to stop." for url in urls]
+
+
+def describe(config: Config, selector_name: str, workers: int = 1, sharing: str | None = None) -> str:
+    """The details in parentheses of a banner line."""
+    text = f"selector: {selector_name}, {config.blocking_threads} blocking threads"
+    if workers > 1:
+        text = f"{workers} workers, {sharing}; {text} each"
+    return text
+
+
+def selector_name(reactor: Reactor) -> str:
+    return reactor.selector.__class__.__name__.replace("Selector", "").lower()

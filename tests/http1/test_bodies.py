@@ -1,0 +1,605 @@
+"""Unit tests for request-body framing (reactor_http.http1.bodies, through the parser).
+
+Where a body ends is where the next request starts: reading it one byte
+short or long turns body bytes into a request (request smuggling). So every
+body here is fed three ways, like the head tests: whole, one byte at a time
+(the request must come out on the last byte and not before), and followed by
+the next pipelined request, which must then parse on its own.
+"""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reactor_http.http1.bodies import MAX_CHUNK_LINE, ChunkedBody, LengthBody
+from reactor_http.http1.parser import ProtocolError, Request, RequestParser
+
+# A complete request after the one under test: it must stay buffered, then parse.
+NEXT_REQUEST = b"GET /next HTTP/1.1\r\nHost: next.example\r\n\r\n"
+
+
+def head(request_line, *field_lines):
+    """Bytes of a request head from its lines."""
+    return b"".join(line + b"\r\n" for line in (request_line, *field_lines)) + b"\r\n"
+
+
+CHUNKED_HEAD = head(b"POST /upload HTTP/1.1", b"Host: a", b"Transfer-Encoding: chunked")
+CHUNKED_HEADERS = {"host": "a", "transfer-encoding": "chunked"}
+
+
+def with_length(body, *field_lines, version=b"HTTP/1.1"):
+    """A POST whose body is framed by Content-Length."""
+    return head(b"POST /upload " + version, b"Host: a", b"Content-Length: %d" % len(body), *field_lines) + body
+
+
+def summary(request):
+    """What a parse produced, for comparing two parses of the same bytes."""
+    body = None if request.body is None else bytes(request.body)
+    return (request.method, request.target, request.version, request.headers, request.content_length,
+            request.chunked, request.has_body, request.body_unread, body)
+
+
+def check_next_request_follows(parser):
+    """The bytes after the request under test are exactly NEXT_REQUEST."""
+    assert parser.buffered == len(NEXT_REQUEST)
+    after = parser.next_request()
+    assert (after.target, after.headers) == ("/next", {"host": "next.example"})
+    assert parser.buffered == 0
+
+
+def parse_three_ways(data, **options):
+    """Parse one complete request (head and body) fed whole, byte by byte and
+    followed by NEXT_REQUEST; check the three agree and return the Request.
+    Bodies are kept unless the caller says otherwise."""
+    options.setdefault("keep_bodies", True)
+    whole = RequestParser(**options)
+    whole.feed(data)
+    request = whole.next_request()
+    assert isinstance(request, Request)
+    assert whole.buffered == 0
+    assert whole.next_request() is None
+
+    bytewise = RequestParser(**options)
+    for index in range(len(data) - 1):
+        bytewise.feed(data[index:index + 1])
+        assert bytewise.next_request() is None, f"a request came out after byte {index}"
+    bytewise.feed(data[-1:])
+    byte_request = bytewise.next_request()
+    assert isinstance(byte_request, Request)
+    assert bytewise.buffered == 0
+
+    followed = RequestParser(**options)
+    followed.feed(data + NEXT_REQUEST)
+    followed_request = followed.next_request()
+    assert isinstance(followed_request, Request)
+    check_next_request_follows(followed)
+
+    assert summary(byte_request) == summary(request)
+    assert summary(followed_request) == summary(request)
+    return request
+
+
+def error_three_ways(data, status, **options):
+    """Check that data fed whole, byte by byte, and followed by NEXT_REQUEST
+    raises ProtocolError(status). Returns the index of the byte on whose
+    arrival the byte-by-byte parse failed."""
+    options.setdefault("keep_bodies", True)
+    for fed in (data, data + NEXT_REQUEST):
+        parser = RequestParser(**options)
+        parser.feed(fed)
+        with pytest.raises(ProtocolError) as caught:
+            parser.next_request()
+        assert caught.value.status == status, caught.value.detail
+
+    bytewise = RequestParser(**options)
+    for index in range(len(data)):
+        bytewise.feed(data[index:index + 1])
+        try:
+            request = bytewise.next_request()
+        except ProtocolError as error:
+            assert error.status == status, error.detail
+            return index
+        assert request is None, f"a request came out after byte {index}"
+    pytest.fail("feeding byte by byte never raised")
+
+
+# -- Content-Length ------------------------------------------------------------
+
+@pytest.mark.parametrize("body", [
+    b"x",
+    b"hello",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\x00\xff" * 100,
+    # A body that looks like a request is still body: the framing says so.
+    b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"0\r\n\r\n",
+])
+def test_content_length_body_is_read_exactly(body):
+    """A Content-Length body is exactly that many bytes (RFC 9112 §6.2), and
+    the next request starts at the byte after it."""
+    request = parse_three_ways(with_length(body))
+    assert bytes(request.body) == body
+    assert (request.content_length, request.chunked, request.has_body) == (len(body), False, True)
+    assert request.body_unread is False
+
+
+def test_content_length_on_any_method_and_on_http_1_0():
+    """A GET or an HTTP/1.0 request may carry a Content-Length body too; it is
+    framed the same way."""
+    request = parse_three_ways(head(b"GET / HTTP/1.1", b"Host: a", b"Content-Length: 3") + b"abc")
+    assert (request.method, bytes(request.body)) == ("GET", b"abc")
+    request = parse_three_ways(with_length(b"old", version=b"HTTP/1.0"))
+    assert (request.version, bytes(request.body)) == ("HTTP/1.0", b"old")
+
+
+def test_content_length_with_leading_zeros():
+    """Content-Length is 1*DIGIT, so leading zeros are allowed (RFC 9110 §8.6)."""
+    request = parse_three_ways(head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 0003") + b"abc")
+    assert (request.content_length, bytes(request.body)) == (3, b"abc")
+
+
+def test_bodies_are_discarded_unless_kept():
+    """Without keep_bodies the bytes are consumed but not stored."""
+    request = parse_three_ways(with_length(b"hello"), keep_bodies=False)
+    assert request.body is None
+    assert request.content_length == 5
+    request = parse_three_ways(CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n\r\n", keep_bodies=False)
+    assert request.body is None
+
+
+def test_a_request_without_a_body_has_no_body_bytes():
+    """keep_bodies does not invent an empty body for a request that has none,
+    and Content-Length: 0 means no body at all."""
+    assert parse_three_ways(head(b"GET / HTTP/1.1", b"Host: a")).body is None
+    request = parse_three_ways(head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 0"))
+    assert (request.has_body, request.body, request.content_length) == (False, None, 0)
+
+
+def test_pipelined_requests_with_bodies_come_out_in_order():
+    """Requests with both framings and without a body, in one feed, come out
+    one per call, each body exactly its own."""
+    stream = (with_length(b"first body")
+              + CHUNKED_HEAD + b"6\r\nsecond\r\n0\r\n\r\n"
+              + head(b"GET /third HTTP/1.1", b"Host: a")
+              + with_length(b""))
+    parser = RequestParser(keep_bodies=True)
+    parser.feed(stream)
+    requests = [parser.next_request() for _ in range(4)]
+    assert [(request.target, request.body) for request in requests] == [
+        ("/upload", b"first body"), ("/upload", b"second"), ("/third", None), ("/upload", None)]
+    assert parser.next_request() is None
+    assert parser.buffered == 0
+
+
+def test_incomplete_length_body_returns_none_until_complete():
+    """Until the last body byte arrives there is no request; the body bytes
+    already received are consumed, not kept in the buffer."""
+    parser = RequestParser()
+    parser.feed(with_length(b"0123456789")[:-4])
+    assert parser.next_request() is None
+    assert parser.buffered == 0
+    parser.feed(b"678")
+    assert parser.next_request() is None
+    parser.feed(b"9" + NEXT_REQUEST)
+    assert parser.next_request().content_length == 10
+    check_next_request_follows(parser)
+
+
+# -- chunked -------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoded, decoded", [
+    (b"0\r\n\r\n", b""),
+    (b"5\r\nhello\r\n0\r\n\r\n", b"hello"),
+    (b"5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n", b"hello world"),
+    # Sizes are hex, either case (RFC 9112 §7.1; RFC 5234 HEXDIG is case-insensitive).
+    (b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
+    (b"a\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
+    (b"1F\r\n" + b"x" * 31 + b"\r\n0\r\n\r\n", b"x" * 31),
+    (b"1f\r\n" + b"x" * 31 + b"\r\n0\r\n\r\n", b"x" * 31),
+    # Leading zeros, up to 16 digits in all.
+    (b"0005\r\nhello\r\n000\r\n\r\n", b"hello"),
+    (b"0000000000000005\r\nhello\r\n0000000000000000\r\n\r\n", b"hello"),
+    # Chunk data is opaque: CRLFs and a last-chunk look-alike inside it are data.
+    (b"9\r\n0\r\n\r\nab\r\n\r\n0\r\n\r\n", b"0\r\n\r\nab\r\n"),
+    (b"1\r\n\x00\r\n1\r\n\xff\r\n0\r\n\r\n", b"\x00\xff"),
+])
+def test_chunked_body_is_decoded(encoded, decoded):
+    """Chunks are concatenated; the request ends after the last chunk and the
+    empty line (RFC 9112 §7.1)."""
+    request = parse_three_ways(CHUNKED_HEAD + encoded)
+    assert bytes(request.body) == decoded
+    assert (request.chunked, request.content_length, request.has_body) == (True, None, True)
+    assert request.headers == CHUNKED_HEADERS
+
+
+@pytest.mark.parametrize("size_line", [
+    b"5;name",
+    b"5;name=value",
+    b"5;name=\"quoted value\"",
+    b"5;name=\"\"",
+    b"5;name=\"a \\\"quoted\\\" \\\\ pair\"",
+    b"5;name=\"obs-text \x80\xff\"",
+    b"5;a;b=1;c=\"2\"",
+    b"5;!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~",
+    # BWS around ";" and "=" (RFC 9112 §7.1.1).
+    b"5 ;name",
+    b"5\t;\tname",
+    b"5 ; a = b ; c = \"d\"",
+    b"5\t;\ta\t=\t\"x\"",
+])
+def test_chunk_extensions_are_accepted_and_ignored(size_line):
+    """chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ])
+    (RFC 9112 §7.1.1): well-formed extensions are skipped, on any chunk."""
+    request = parse_three_ways(CHUNKED_HEAD + size_line + b"\r\nhello\r\n0" + size_line[1:] + b"\r\n\r\n")
+    assert bytes(request.body) == b"hello"
+
+
+@pytest.mark.parametrize("trailer_lines", [
+    [b"X-Checksum: abc"],
+    [b"X-Checksum: abc", b"X-Other:", b"X-Third:  spaced value  "],
+    [b"X-Obs-Text: \x80\xff"],
+    # Framing fields in the trailer are dropped, never applied (RFC 9110 §6.5.1).
+    [b"Content-Length: 100", b"Transfer-Encoding: chunked", b"Host: evil"],
+])
+def test_trailer_fields_are_checked_and_dropped(trailer_lines):
+    """Trailer fields are accepted but not merged into the header fields: a
+    body must not change the request (RFC 9110 §6.5.2)."""
+    trailer = b"".join(line + b"\r\n" for line in trailer_lines)
+    request = parse_three_ways(CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n" + trailer + b"\r\n")
+    assert bytes(request.body) == b"abc"
+    assert request.headers == CHUNKED_HEADERS
+
+
+@pytest.mark.parametrize("field_lines", [
+    [b"Transfer-Encoding: Chunked"],
+    [b"Transfer-Encoding: gzip, chunked"],
+    [b"Transfer-Encoding: gzip", b"Transfer-Encoding: chunked"],
+    [b"Transfer-Encoding: identity ,\tchunked"],
+])
+def test_transfer_coding_lists_ending_in_chunked_are_framed_as_chunked(field_lines):
+    """The framing is chunked when chunked is the final coding (RFC 9112 §6.1);
+    other codings are only names to the framing layer."""
+    data = head(b"POST / HTTP/1.1", b"Host: a", *field_lines) + b"4\r\nbody\r\n0\r\n\r\n"
+    request = parse_three_ways(data)
+    assert (request.chunked, bytes(request.body)) == (True, b"body")
+
+
+@given(body=st.binary(max_size=300), data=st.data())
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_chunking_and_any_split_give_the_same_body(body, data):
+    """However a body is cut into chunks, and however the encoded bytes are
+    cut into reads, the body comes out the same and the next request follows."""
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(len(body) - 1, 1)), max_size=8))))
+    pieces = [body[start:end] for start, end in zip([0] + cuts, cuts + [len(body)]) if body[start:end]]
+    extension = data.draw(st.sampled_from([b"", b";x", b" ; x = \"y\""]))
+    encoded = b"".join(b"%x%s\r\n%s\r\n" % (len(piece), extension, piece) for piece in pieces)
+    trailer = data.draw(st.sampled_from([b"", b"X-Sum: 1\r\n"]))
+    stream = CHUNKED_HEAD + encoded + b"0\r\n" + trailer + b"\r\n" + NEXT_REQUEST
+    reads = sorted(set(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=30))))
+    parser = RequestParser(keep_bodies=True)
+    requests = []
+    for start, end in zip([0] + reads, reads + [len(stream)]):
+        parser.feed(stream[start:end])
+        while (request := parser.next_request()) is not None:
+            requests.append(request)
+    assert [request.target for request in requests] == ["/upload", "/next"]
+    assert bytes(requests[0].body) == body
+    assert parser.buffered == 0
+
+
+# -- framing errors ------------------------------------------------------------
+
+# Each bad chunked body comes with the smallest repair that makes it valid, so
+# a test proves the exact defect is what is refused.
+@pytest.mark.parametrize("bad, repaired", [
+    # chunk-size = 1*HEXDIG; more than 16 digits is an overflow attempt, whatever its value.
+    (b"00000000000000005\r\nhello\r\n0\r\n\r\n", b"0000000000000005\r\nhello\r\n0\r\n\r\n"),
+    (b"00000000000000000\r\n\r\n", b"0000000000000000\r\n\r\n"),
+    # Not hex, or hex with decoration int() would accept.
+    (b"0x5\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"-1\r\nh\r\n0\r\n\r\n", b"1\r\nh\r\n0\r\n\r\n"),
+    (b"+5\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5_0\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"g\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    # Whitespace is allowed only around ";" and "=" (BWS), not around the size.
+    (b" 5\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5 \r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5\t\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a \r\nhello\r\n0\r\n\r\n", b"5;a\r\nhello\r\n0\r\n\r\n"),
+    (b"0 \r\n\r\n", b"0\r\n\r\n"),
+    # Malformed extensions.
+    (b"5;\r\nhello\r\n0\r\n\r\n", b"5;a\r\nhello\r\n0\r\n\r\n"),
+    (b"5;=x\r\nhello\r\n0\r\n\r\n", b"5;a=x\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a=\r\nhello\r\n0\r\n\r\n", b"5;a=b\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a b\r\nhello\r\n0\r\n\r\n", b"5;a;b\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a=b c\r\nhello\r\n0\r\n\r\n", b"5;a=\"b c\"\r\nhello\r\n0\r\n\r\n"),
+    (b"5,a\r\nhello\r\n0\r\n\r\n", b"5;a\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a=\"b\r\nhello\r\n0\r\n\r\n", b"5;a=\"b\"\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n", b"5;a=\"b\";c\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a=\"b\\\"\r\nhello\r\n0\r\n\r\n", b"5;a=\"b\\\\\"\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a\x00b\r\nhello\r\n0\r\n\r\n", b"5;ab\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a=\"\x00\"\r\nhello\r\n0\r\n\r\n", b"5;a=\"_\"\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a=\"\x7f\"\r\nhello\r\n0\r\n\r\n", b"5;a=\"_\"\r\nhello\r\n0\r\n\r\n"),
+    (b"5;\x80\r\nhello\r\n0\r\n\r\n", b"5;a\r\nhello\r\n0\r\n\r\n"),
+    # Chunk data must be followed by CRLF: too much data, or a wrong line end.
+    (b"5\r\nhelloX\r\n0\r\n\r\n", b"6\r\nhelloX\r\n0\r\n\r\n"),
+    (b"3\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5\r\nhello0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5\r\nhello\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5\r\nhello\r0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5\r\nhello\n\r0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    # Bare LF or bare CR in the chunk lines (RFC 9112 §2.2: we require CRLF).
+    (b"5\nhello\n0\n\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5\r\nhello\r\n0\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5\r\nhello\r\n0\r\n\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    (b"5\r;a\r\nhello\r\n0\r\n\r\n", b"5;a\r\nhello\r\n0\r\n\r\n"),
+    (b"5;a=\"\r\"\r\nhello\r\n0\r\n\r\n", b"5;a=\"_\"\r\nhello\r\n0\r\n\r\n"),
+    # Trailer fields follow the header field grammar (RFC 9112 §7.1.2, §5).
+    (b"0\r\nX: a\n\r\n", b"0\r\nX: a\r\n\r\n"),
+    (b"0\r\nX: a\rb\r\n\r\n", b"0\r\nX: ab\r\n\r\n"),
+    (b"0\r\nX: a\r\n folded\r\n\r\n", b"0\r\nX: a folded\r\n\r\n"),
+    (b"0\r\n X: a\r\n\r\n", b"0\r\nX: a\r\n\r\n"),
+    (b"0\r\nX : a\r\n\r\n", b"0\r\nX: a\r\n\r\n"),
+    (b"0\r\nno colon\r\n\r\n", b"0\r\nno: colon\r\n\r\n"),
+    (b"0\r\n: empty name\r\n\r\n", b"0\r\nn: empty name\r\n\r\n"),
+    (b"0\r\nX(: a\r\n\r\n", b"0\r\nX: a\r\n\r\n"),
+    (b"0\r\nX: \x00\r\n\r\n", b"0\r\nX: _\r\n\r\n"),
+    (b"0\r\nX: \x7f\r\n\r\n", b"0\r\nX: _\r\n\r\n"),
+    (b"0\r\nX: \x1b\r\n\r\n", b"0\r\nX: _\r\n\r\n"),
+])
+def test_malformed_chunked_body_is_400(bad, repaired):
+    """Chunked framing outside RFC 9112 §7.1 is a 400, however it arrives;
+    the same body with that one defect repaired parses."""
+    parse_three_ways(CHUNKED_HEAD + repaired)
+    error_three_ways(CHUNKED_HEAD + bad, 400)
+
+
+@pytest.mark.parametrize("data", [
+    CHUNKED_HEAD + b"5\n",
+    CHUNKED_HEAD + b"5;a=b\n",
+    CHUNKED_HEAD + b"5\r\nhello\r\n0\r\nX: a\n",
+    CHUNKED_HEAD + b"5\r\nhello\n",
+    CHUNKED_HEAD + b"5\r\nhelloX",
+    CHUNKED_HEAD + b"5\r\nhello\rX",
+])
+def test_bad_line_end_in_a_body_fails_on_the_byte_that_shows_it(data):
+    """A bare LF (or a byte where the CRLF after chunk data belongs) is refused
+    on arrival: the parser does not wait for more bytes that cannot help."""
+    assert error_three_ways(data, 400) == len(data) - 1
+
+
+@pytest.mark.parametrize("field_lines, body", [
+    # HTTP/1.0 has no chunked coding (RFC 9112 §6.1: faulty framing).
+    ([b"Transfer-Encoding: chunked"], b"0\r\n\r\n"),
+    ([b"Transfer-Encoding: gzip, chunked"], b"0\r\n\r\n"),
+])
+def test_transfer_encoding_in_http_1_0_is_400(field_lines, body):
+    """An HTTP/1.0 request with Transfer-Encoding is refused rather than
+    guessed at (RFC 9112 §6.1)."""
+    error_three_ways(head(b"POST / HTTP/1.0", *field_lines) + body, 400)
+    parse_three_ways(head(b"POST / HTTP/1.1", b"Host: a", *field_lines) + body)
+
+
+@pytest.mark.parametrize("field_lines, body", [
+    # CL.TE and TE.CL, the classic smuggling pair: whichever one a proxy in
+    # front of us believed, the other would see a different request.
+    ([b"Content-Length: 6", b"Transfer-Encoding: chunked"], b"0\r\n\r\nX"),
+    ([b"Transfer-Encoding: chunked", b"Content-Length: 4"], b"5\r\nhello\r\n0\r\n\r\n"),
+    ([b"Content-Length: 0", b"Transfer-Encoding: chunked"], b"0\r\n\r\n"),
+    ([b"Content-Length: 5", b"Transfer-Encoding: identity"], b"hello"),
+])
+def test_both_content_length_and_transfer_encoding_is_400(field_lines, body):
+    """Content-Length together with Transfer-Encoding is refused (RFC 9112
+    §6.3 allows it, and it closes the smuggling door)."""
+    error_three_ways(head(b"POST / HTTP/1.1", b"Host: a", *field_lines) + body, 400)
+
+
+# -- limits --------------------------------------------------------------------
+
+def test_content_length_of_exactly_max_body_passes():
+    """max_body is inclusive."""
+    request = parse_three_ways(with_length(b"b" * 10), max_body=10)
+    assert bytes(request.body) == b"b" * 10
+
+
+def test_content_length_over_max_body_is_413_before_the_body():
+    """A Content-Length over max_body is a 413 as soon as the head is complete:
+    the body is never waited for (RFC 9110 §15.5.14)."""
+    head_only = head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 11")
+    error_three_ways(head_only, 413, max_body=10)
+    # 18 digits is the longest Content-Length accepted at all: still a 413.
+    error_three_ways(head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: " + b"9" * 18), 413)
+
+
+def test_chunked_body_of_exactly_max_body_passes():
+    """The chunked total may reach max_body, spread over several chunks."""
+    request = parse_three_ways(CHUNKED_HEAD + b"4\r\nabcd\r\n6\r\nefghij\r\n0\r\n\r\n", max_body=10)
+    assert bytes(request.body) == b"abcdefghij"
+
+
+@pytest.mark.parametrize("accepted, refused_size_line", [
+    (b"4\r\nabcd\r\n", b"7\r\n"),
+    (b"4\r\nabcd\r\n6\r\nefghij\r\n", b"1\r\n"),
+    (b"", b"b\r\n"),
+    (b"", b"0000000000000b;x=y\r\n"),
+    (b"", b"ffffffffffffffff\r\n"),  # the largest size we read: 2**64 - 1
+])
+def test_chunked_body_over_max_body_is_413_at_the_size_line(accepted, refused_size_line):
+    """The chunk that would take the total over max_body is refused when its
+    size line arrives (on the LF that ends it), before any of its data."""
+    data = CHUNKED_HEAD + accepted + refused_size_line
+    assert error_three_ways(data, 413, max_body=10) == len(data) - 1
+    error_three_ways(data + b"x" * 11 + b"\r\n0\r\n\r\n", 413, max_body=10)
+
+
+def test_chunk_size_line_of_exactly_the_maximum_passes():
+    """A size line (with extensions) of MAX_CHUNK_LINE bytes passes, also when
+    its CR arrives before its LF; one byte more is a 400."""
+    line = b"5;" + b"e" * (MAX_CHUNK_LINE - 2)
+    request = parse_three_ways(CHUNKED_HEAD + line + b"\r\nhello\r\n0\r\n\r\n")
+    assert bytes(request.body) == b"hello"
+    error_three_ways(CHUNKED_HEAD + line + b"e\r\nhello\r\n0\r\n\r\n", 400)
+
+
+def test_unterminated_chunk_size_line_fails_at_the_limit():
+    """A size line that never ends fails on the byte that takes it over
+    MAX_CHUNK_LINE, not at some later timeout."""
+    data = CHUNKED_HEAD + b"5;" + b"e" * (2 * MAX_CHUNK_LINE)
+    assert error_three_ways(data, 400) == len(CHUNKED_HEAD) + MAX_CHUNK_LINE
+
+
+# The trailer section is held to the header limit, counted the same way:
+# field lines with their CRLFs.
+TRAILER_LIMITS = {"max_header_bytes": 64}
+
+
+def trailer_of_length(length):
+    """Trailer field lines (CRLFs included) totalling length bytes."""
+    lines = b"A: 1\r\nX: " + b"v" * (length - len(b"A: 1\r\nX: \r\n")) + b"\r\n"
+    assert len(lines) == length
+    return lines
+
+
+def test_trailer_section_of_exactly_the_limit_passes():
+    """max_header_bytes of trailer fields pass."""
+    request = parse_three_ways(CHUNKED_HEAD + b"0\r\n" + trailer_of_length(64) + b"\r\n", **TRAILER_LIMITS)
+    assert request.body == b""
+
+
+def test_trailer_section_one_byte_over_the_limit_is_431():
+    """One byte over is a 431, like an oversized header section (RFC 6585 §5)."""
+    error_three_ways(CHUNKED_HEAD + b"0\r\n" + trailer_of_length(65) + b"\r\n", 431, **TRAILER_LIMITS)
+
+
+def test_unterminated_trailer_line_is_431_without_waiting_for_its_end():
+    """A trailer line that never ends fails once it cannot fit."""
+    data = CHUNKED_HEAD + b"0\r\nX: " + b"v" * 200
+    failed_at = error_three_ways(data, 431, **TRAILER_LIMITS)
+    trailer_start = len(CHUNKED_HEAD) + len(b"0\r\n")
+    # Within the limit plus the CRLF a complete line could still end with.
+    assert trailer_start + 64 <= failed_at <= trailer_start + 64 + 2
+
+
+def test_incomplete_bodies_keep_the_buffer_small():
+    """Body bytes are consumed as they arrive: feeding 900 KiB in pieces keeps
+    .buffered near zero (a partial chunk-size line at most), so a large body
+    costs no memory unless keep_bodies asks for it."""
+    body = bytes(range(256)) * (900 * 4)
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[start:start + 5000]), body[start:start + 5000])
+                       for start in range(0, len(body), 5000)) + b"0\r\n\r\n"
+    for data in (with_length(body), CHUNKED_HEAD + chunked):
+        parser = RequestParser()
+        largest_left = 0
+        requests = []
+        for start in range(0, len(data), 4093):  # a prime, so pieces split size lines too
+            parser.feed(data[start:start + 4093])
+            request = parser.next_request()
+            if request is None:
+                largest_left = max(largest_left, parser.buffered)
+            else:
+                requests.append(request)
+        assert len(requests) == 1 and requests[0].body is None
+        assert largest_left <= len(b"1388\r")  # at most a partial size line
+        assert parser.buffered == 0
+
+
+def test_incomplete_chunked_body_returns_none_until_the_last_line():
+    """Until the empty line after the last chunk (and trailers) there is no request."""
+    parser = RequestParser(keep_bodies=True)
+    parser.feed(CHUNKED_HEAD + b"5\r\nhel")
+    assert parser.next_request() is None
+    assert parser.buffered == 0  # "hel" went into the body already
+    for piece in (b"lo\r", b"\n0\r\n", b"X: 1\r\n", b"\r"):
+        parser.feed(piece)
+        assert parser.next_request() is None
+    parser.feed(b"\n" + NEXT_REQUEST)
+    assert parser.next_request().body == b"hello"
+    check_next_request_follows(parser)
+
+
+# -- Expect --------------------------------------------------------------------
+
+@pytest.mark.parametrize("field_lines, body, decoded", [
+    ([b"Content-Length: 5", b"Expect: 100-continue"], b"hello", b"hello"),
+    ([b"Expect: 100-continue", b"Transfer-Encoding: chunked"], b"5\r\nhello\r\n0\r\n\r\n", b"hello"),
+    ([b"Content-Length: 5", b"Expect: 100-Continue"], b"hello", b"hello"),  # case-insensitive
+    ([b"Content-Length: 5", b"Expect:  100-continue\t"], b"hello", b"hello"),  # OWS is not part of it
+])
+def test_expect_100_continue_hands_out_the_request_before_its_body(field_lines, body, decoded):
+    """With "Expect: 100-continue" the client waits for an answer before it
+    sends the body (RFC 9110 §10.1.1), so the request comes out as soon as its
+    head is complete, marked body_unread; the body, if it comes anyway, is
+    then read and framed like any other, and the next request follows it."""
+    request_head = head(b"POST /upload HTTP/1.1", b"Host: a", *field_lines)
+    parser = RequestParser(keep_bodies=True)
+    for index in range(len(request_head) - 1):
+        parser.feed(request_head[index:index + 1])
+        assert parser.next_request() is None
+    parser.feed(request_head[-1:])
+    request = parser.next_request()
+    assert (request.expects_continue, request.body_unread, request.has_body) == (True, True, True)
+    assert parser.buffered == 0
+    assert request.body == b""
+    parser.feed(body + NEXT_REQUEST)
+    after = parser.next_request()
+    assert request.body == decoded
+    assert after.target == "/next"
+    assert parser.buffered == 0
+
+
+def test_expect_100_continue_without_a_body_is_an_ordinary_request():
+    """Nothing to wait for: the expectation has no effect."""
+    request = parse_three_ways(head(b"GET / HTTP/1.1", b"Host: a", b"Expect: 100-continue"))
+    assert (request.expects_continue, request.body_unread) == (False, False)
+
+
+def test_expect_100_continue_in_http_1_0_is_ignored():
+    """A server MUST ignore a 100-continue expectation in an HTTP/1.0 request
+    (RFC 9110 §10.1.1): the body is read as usual."""
+    request = parse_three_ways(with_length(b"hello", b"Expect: 100-continue", version=b"HTTP/1.0"))
+    assert (request.expects_continue, request.body_unread, bytes(request.body)) == (False, False, b"hello")
+
+
+def test_content_length_over_max_body_is_413_even_with_expect():
+    """The size is known from the head, so the answer to the expectation is
+    413 at once, not a request handed out."""
+    error_three_ways(head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 11", b"Expect: 100-continue"),
+                     413, max_body=10)
+
+
+@pytest.mark.parametrize("value", [
+    b"foo", b"100-continue, foo", b"100-continue;x=1", b"200-ok", b"", b"100continue",
+])
+def test_other_expectations_are_417(value):
+    """The only expectation defined is 100-continue; anything else gets 417
+    Expectation Failed (RFC 9110 §10.1.1), with or without a body."""
+    error_three_ways(head(b"GET / HTTP/1.1", b"Host: a", b"Expect: " + value), 417)
+    error_three_ways(head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 1", b"Expect: " + value) + b"x",
+                     417)
+
+
+# -- the readers on their own --------------------------------------------------
+
+def test_length_body_consumes_only_its_own_bytes():
+    """LengthBody eats exactly its length from the front of the buffer."""
+    sink = bytearray()
+    reader = LengthBody(5, sink)
+    buffer = bytearray(b"hel")
+    assert reader.consume(buffer) is False
+    buffer += b"lo, and more"
+    assert reader.consume(buffer) is True
+    assert (sink, buffer) == (b"hello", b", and more")
+    assert reader.consume(buffer) is True  # complete stays complete, eats nothing
+    assert buffer == b", and more"
+
+
+def test_chunked_body_consumes_only_its_own_bytes():
+    """ChunkedBody stops after the final CRLF; total counts data bytes only."""
+    sink = bytearray()
+    reader = ChunkedBody(max_body=100, max_trailer_bytes=100, sink=sink)
+    buffer = bytearray(b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\nrest")
+    assert reader.consume(buffer) is True
+    assert (sink, buffer, reader.total) == (b"abcde", b"rest", 5)

@@ -1,0 +1,135 @@
+"""A fast smoke test of the benchmark harness, scripts/bench.py.
+
+It runs the harness for real (reactor_http and the ceiling loop, two short
+scenarios) and checks that what it reports is sane and consistent, and it
+checks the one claim the pipelined scenario rests on: that wrk counts
+responses, not writes. Needs wrk and taskset: skipped locally without them,
+a failure under CI=true.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from support.environment import REPO, require_program
+
+BENCH = os.path.join(REPO, "scripts", "bench.py")
+
+
+def load_bench_module():
+    """scripts/bench.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cpu_flags():
+    """Server and client on separate CPUs where the machine has two."""
+    cpus = sorted(os.sched_getaffinity(0))
+    client = cpus[1] if len(cpus) > 1 else cpus[0]
+    return ["--server-cpus", str(cpus[0]), "--client-cpus", str(client)]
+
+
+def test_help_names_every_scenario_and_option():
+    """--help documents the scenarios and the options the README promises."""
+    completed = subprocess.run([sys.executable, BENCH, "--help"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    text = " ".join(completed.stdout.split())  # argparse wraps lines
+    for name in ("S1", "S1b", "S2", "S3", "S4", "S5", "S6"):
+        assert f"{name} " in text, name
+    for option in ("--servers", "--scenarios", "--runs", "--duration", "--quick", "--server-cpus",
+                   "--client-cpus", "--idle-connections", "--reactor-workers", "--json", "--png"):
+        assert option in text, option
+
+
+def test_missing_wrk_and_taskset_is_a_clear_error(tmp_path):
+    """Without wrk and taskset on PATH the harness exits 2 and names both, before
+    starting anything."""
+    completed = subprocess.run(
+        [sys.executable, BENCH, "--quick", "--servers", "reactor_http", "--scenarios", "S1"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, PATH=str(tmp_path)))
+    assert completed.returncode == 2
+    assert "wrk and taskset not found" in completed.stderr, completed.stderr
+    assert completed.stdout == ""
+
+
+def test_quick_run_reports_sane_figures(tmp_path):
+    """A real quick run: every figure the JSON holds for the measured cells is
+    positive, the 404 scenario got 404s and nothing else, the ceiling loop is not
+    asked for what it cannot answer, and the ratio is computed from the medians."""
+    require_program("wrk")
+    require_program("taskset")
+    json_path = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, BENCH, "--quick", "--scenarios", "S1,S4", "--duration", "1",
+         "--servers", "reactor_http,ceiling,reactor_http_log", "--json", str(json_path), *cpu_flags()],
+        capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(json_path.read_text())
+
+    assert report["options"]["runs"] == 1
+    assert report["options"]["duration"] == 1
+    assert report["options"]["scenarios"] == ["S1", "S4"]
+    assert report["servers"]["reactor_http"]["version"].startswith("reactor_http ")
+    results = report["results"]
+    for server, scenario in (("reactor_http", "S1"), ("reactor_http", "S4"), ("ceiling", "S1"),
+                             ("reactor_http_log", "S1")):
+        summary = results[server][scenario]
+        assert len(summary["runs"]) == 1, (server, scenario)
+        run = summary["runs"][0]
+        assert run["requests"] > 0
+        assert 0.5 < run["seconds"] < 5
+        assert run["requests_per_second"] == pytest.approx(run["requests"] / run["seconds"])
+        assert summary["requests_per_second"]["median"] == run["requests_per_second"]
+        assert run["p99_ms"] > 0
+        assert run["server_cpu_seconds"] > 0
+        assert run["cpu_us_per_request"] == pytest.approx(1e6 * run["server_cpu_seconds"] / run["requests"])
+        assert run["cpu_us_per_request"] == pytest.approx(run["user_us_per_request"]
+                                                          + run["system_us_per_request"])
+        assert run["client_cpu_percent"] > 0
+        # S1 expects 200s and S4 404s; anything else would be counted here.
+        assert run["unexpected_status"] == 0, (server, scenario)
+        # (wrk's timeouts are left out: on a loaded machine a request may take its 2 s.)
+        errors = run["socket_errors"]
+        assert errors["connect_errors"] == errors["read_errors"] == errors["write_errors"] == 0, errors
+    assert "skipped" in results["ceiling"]["S4"]
+
+    mine = results["reactor_http"]["S1"]["requests_per_second"]["median"]
+    theirs = results["ceiling"]["S1"]["requests_per_second"]["median"]
+    assert report["ratios"]["ceiling"]["S1"]["throughput"] == pytest.approx(mine / theirs)
+    assert "S4" not in report["ratios"]["ceiling"]
+    assert "Throughput: one run" in completed.stdout
+    assert "reactor_http / peer" in completed.stdout
+    # The access-log variant logged every request (the warm-up's and the check's too),
+    # and is compared with the plain run of the same invocation.
+    assert results["reactor_http_log"]["access_log"]["lines"] >= results["reactor_http_log"]["S1"]["runs"][0]["requests"]
+    variant = results["reactor_http_log"]["S1"]["requests_per_second"]["median"]
+    assert f"{variant / mine:.2f}x" in completed.stdout.split("reactor_http's variants")[1]
+
+
+def test_wrk_counts_pipelined_responses_not_writes(start_server, tmp_path):
+    """S6's figure is responses per second: with 16 requests per write, wrk's
+    request count matches the server's access log, not a sixteenth of it. The
+    server may have answered up to one batch per connection that wrk stopped
+    before reading, so the log can be ahead by at most 16 x connections."""
+    wrk = require_program("wrk")
+    bench = load_bench_module()
+    server = start_server()  # with its access log: one line per response
+    script = bench.write_wrk_script(str(tmp_path / "pipelined.lua"), "/index.html", depth=16)
+    connections = 4
+    completed = subprocess.run(
+        bench.wrk_command(wrk, f"{server.url}/index.html", connections, 1, script),
+        capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    counted_by_wrk = bench.parse_wrk_output(completed.stdout)["requests"]
+    assert server.stop() == 0
+    logged = sum(1 for line in server.stdout_lines
+                 if re.search(r'"GET /index\.html HTTP/1\.1" 200 ', line))
+    # Enough traffic that counting writes instead of responses could not pass.
+    assert logged > 16 * connections * 4
+    assert counted_by_wrk <= logged <= counted_by_wrk + 16 * connections

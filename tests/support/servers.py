@@ -1,0 +1,197 @@
+"""The real server in a subprocess, and the record of the transitions it made."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from .environment import REPO, wait_until
+
+# "Serving ROOT at http://127.0.0.1:PORT/ (...)", https:// with TLS, or unix:PATH.
+_BANNER = re.compile(r"Serving (.+?) at (?:(https?)://(\[[^\]]+\]|[^:/]+):(\d+)/|unix:(\S+))")
+
+
+
+# -- which connection transitions the end-to-end servers went through ------------------------
+#
+# Every server started by ServerProcess (unless a test brings its own
+# PYTHONPATH, for fault injection) runs this sitecustomize first: it wraps
+# Connection._enter, the one place the state changes, and appends each
+# transition the first time that process makes it to a file of its own.
+# tests/meta/test_transition_coverage.py, run after everything else, checks
+# that together they made every transition in the table.
+
+TRANSITIONS_SEEN_DIR = None  # made on first use, one per test session
+
+_TRANSITION_RECORDER_CODE = """
+import os
+import reactor_http.connection.connection as connection
+
+_directory = os.environ.get("TEST_TRANSITIONS_SEEN_DIR")
+_seen = set()
+_enter = connection.Connection._enter
+
+
+def recording_enter(self, new_state):
+    old_state = self.state
+    _enter(self, new_state)
+    if (old_state, new_state) not in _seen:
+        _seen.add((old_state, new_state))
+        with open(os.path.join(_directory, str(os.getpid())), "a") as record:
+            record.write(old_state.name + " " + new_state.name + "\\n")
+
+
+if _directory:  # a process started without the variable records nothing
+    connection.Connection._enter = recording_enter
+"""
+
+
+def transitions_seen_dir():
+    global TRANSITIONS_SEEN_DIR
+    if TRANSITIONS_SEEN_DIR is None:
+        import tempfile
+        TRANSITIONS_SEEN_DIR = tempfile.mkdtemp(prefix="reactor-http-transitions-")
+        os.chmod(TRANSITIONS_SEEN_DIR, 0o777)  # servers running as nobody record too
+        recorder = os.path.join(TRANSITIONS_SEEN_DIR, "recorder")
+        os.mkdir(recorder)
+        os.chmod(recorder, 0o755)
+        with open(os.path.join(recorder, "sitecustomize.py"), "w", encoding="utf-8") as file:
+            file.write(_TRANSITION_RECORDER_CODE)
+        os.chmod(os.path.join(recorder, "sitecustomize.py"), 0o644)
+    return TRANSITIONS_SEEN_DIR
+
+
+def transitions_seen():
+    """Every (old, new) state-name pair the end-to-end servers of this session made."""
+    seen = set()
+    if TRANSITIONS_SEEN_DIR is None:
+        return seen
+    for name in os.listdir(TRANSITIONS_SEEN_DIR):
+        path = os.path.join(TRANSITIONS_SEEN_DIR, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as file:
+                seen.update(tuple(line.split()) for line in file if line.strip())
+    return seen
+
+
+def sitecustomize_env(directory, code, record_transitions=True):
+    """Write ``code`` as ``directory``/sitecustomize.py and return the environment
+    that makes a server started by start_server run it before `-m reactor_http`:
+    fault injection (a slow disk, a jumping clock) without touching the package.
+    Python runs one sitecustomize only, so it also records the connection's
+    transitions, as every end-to-end server does (see the top of this file)."""
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "sitecustomize.py")
+    with open(path, "w", encoding="utf-8") as file:
+        if record_transitions:
+            file.write(_TRANSITION_RECORDER_CODE)
+        file.write(code)
+    os.chmod(path, 0o644)
+    return {"PYTHONPATH": os.pathsep.join((str(directory), REPO)), "PYTHONDONTWRITEBYTECODE": "1",
+            "TEST_TRANSITIONS_SEEN_DIR": transitions_seen_dir()}
+
+
+
+class ServerProcess:
+    """A running `python -m reactor_http` and what it printed."""
+
+    def __init__(self, args, root, cwd=None, env=None, preexec_fn=None, launcher=(), pass_fds=()):
+        self.root = root
+        command = [*launcher, sys.executable, "-m", "reactor_http", "--port", "0", "--root", root, *args]
+        seen_dir = transitions_seen_dir()
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join((os.path.join(seen_dir, "recorder"), REPO)),
+                           PYTHONUNBUFFERED="1", TEST_TRANSITIONS_SEEN_DIR=seen_dir)
+        if env:
+            environment.update(env)
+        self.process = subprocess.Popen(
+            command, cwd=cwd or REPO, env=environment, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn,
+            pass_fds=pass_fds)
+        self.stdout_lines = []
+        self.stderr_lines = []
+        self._banner = threading.Event()
+        self._stdout_reader = threading.Thread(target=self._pump, args=(self.process.stdout, self.stdout_lines, True), daemon=True)
+        self._stderr_reader = threading.Thread(target=self._pump, args=(self.process.stderr, self.stderr_lines, False), daemon=True)
+        self._stdout_reader.start()
+        self._stderr_reader.start()
+        if not self._banner.wait(30):
+            self.stop()
+            raise RuntimeError(f"server did not start: {self.stderr_lines}")
+        if not self.stdout_lines or not _BANNER.search(self.stdout_lines[0]):
+            self.stop()
+            raise RuntimeError(f"server did not start: {''.join(self.stderr_lines)}")
+        # One banner line per listener, TCP ones first: host and port are the first's.
+        match = _BANNER.search(self.stdout_lines[0])
+        self.scheme = match.group(2)
+        self.host = match.group(3).strip("[]") if match.group(3) else None
+        self.port = int(match.group(4)) if match.group(4) else None
+        self.pid = self.process.pid
+
+    def banners(self, count, timeout=10):
+        """The first ``count`` banner lines (one per listener), once printed."""
+        def found():
+            lines = [line for line in list(self.stdout_lines) if _BANNER.search(line)]
+            return lines[:count] if len(lines) >= count else None
+        return wait_until(found, timeout, lambda: f"fewer than {count} banners: {self.stdout_lines}")
+
+    def unix_path(self, listeners=1):
+        """The Unix socket path the banners name (``listeners``: how many banner
+        lines to wait for)."""
+        for line in self.banners(listeners):
+            path = _BANNER.search(line).group(5)
+            if path:
+                return path
+        raise AssertionError(f"no unix: banner in {self.stdout_lines}")
+
+    def _pump(self, stream, lines, is_stdout):
+        for line in stream:
+            lines.append(line)
+            if is_stdout and _BANNER.search(line):
+                self._banner.set()
+        if is_stdout:
+            self._banner.set()
+
+    @property
+    def url(self):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def connect(self, timeout=10):
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        return sock
+
+    def wait_for_log(self, predicate, timeout=10):
+        """Wait until an access-log line satisfies predicate; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.stdout_lines):
+                if predicate(line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no such log line in {self.stdout_lines[-20:]}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stdout_reader.join(5)
+        self._stderr_reader.join(5)
+        return self.process.returncode
+
+
+def stop_and_check(server):
+    """Stop a (module-shared) server and prove it never printed a traceback."""
+    server.stop()
+    stderr = "".join(server.stderr_lines)
+    assert "Traceback" not in stderr, stderr
+
+
