@@ -28,7 +28,10 @@ Two variants of reactor_http run beside the plain one (one worker, --quiet):
 reactor_http_log with its access log on (written to a file), for what logging
 costs, and reactor_http_workers with one worker process per CPU of
 --worker-cpus (default: all of them, so on a 2-core machine wrk shares one),
-for how CPU per request holds as workers are added.
+for how CPU per request holds as workers are added. --reactor-http-checkout
+NAME=DIR adds the reactor_http of another checkout (the commit before a
+change, say), started the same way, measured in the same run and compared in
+the ratio tables: a change and what it changed, one invocation.
 
 Peers run from the launchers in scripts/bench_peers/ (one file per server, each
 configured as its users would for static files) and are skipped, with a note,
@@ -55,6 +58,11 @@ Commands (from the repository's root):
     python3 scripts/bench.py --servers reactor_http,reactor_http_workers,reactor_http_log \
         --scenarios S1,S2,S4
 
+    # this tree against the commit before a change, in one run
+    git clone -q . /tmp/before && git -C /tmp/before checkout -q COMMIT
+    python3 scripts/bench.py --servers reactor_http --reactor-http-checkout before=/tmp/before \
+        --scenarios S1,S2,S4
+
 Needs wrk and taskset (util-linux) on PATH, Linux, psutil; matplotlib for --png.
 
 `bench.py idle-client ...` is the S5 client, which the harness starts itself.
@@ -64,8 +72,6 @@ import argparse
 import dataclasses
 import datetime
 import errno
-import hashlib
-import http.client
 import importlib.metadata
 import importlib.util
 import json
@@ -76,8 +82,6 @@ import re
 import resource
 import selectors
 import shlex
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -85,12 +89,43 @@ import sys
 import tempfile
 import time
 
-SCRIPTS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(SCRIPTS)
-PEERS = os.path.join(SCRIPTS, "bench_peers")
+from harness import REPO
+from harness.http import Mismatch, fetch, frame_response, request_bytes
+from harness.report import (
+    KIB,
+    MIB,
+    escape_markdown,
+    format_number,
+    format_ratio,
+    load_json,
+    machine_description,
+    program_version,
+    render_table,
+    save_json,
+    write_report,
+)
+from harness.sampling import (
+    busy_percent,
+    cpu_ticks,
+    find_program,
+    parse_cpu_list,
+    pinned,
+    tree_cpu_seconds,
+    tree_snapshot,
+)
+from harness.server import (
+    ReactorHttpProcess,
+    ServerError,
+    ServerProcess,
+    finish_helper,
+    free_port,
+    python_environment,
+    reactor_http_version,
+)
 
-KIB = 1024
-MIB = 1024 * 1024
+from reactor_http.server.limits import raise_descriptor_limit
+
+PEERS = os.path.join(REPO, "scripts", "bench_peers")
 
 # The document root: name -> size in bytes.
 DOCUMENT_FILES = {
@@ -162,6 +197,7 @@ class ServerSpec:
     # reactor_http's variants, each beside the plain run in the same invocation:
     access_log: bool = False        # the access log on (into a file), not --quiet
     on_worker_cpus: bool = False    # --workers N on --worker-cpus, N = how many CPUs that is
+    checkout: str = None            # another checkout's reactor_http (--reactor-http-checkout)
 
     @property
     def is_reactor_http(self):
@@ -196,90 +232,8 @@ class BenchError(Exception):
     """Something that stops one server's measurement (it is reported, the rest go on)."""
 
 
-# -- the machine -------------------------------------------------------------------------
-
-def find_program(name):
-    """A program on PATH, or in the sbin directories a non-root PATH may lack."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
-        candidate = os.path.join(directory, name)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def parse_cpu_list(text):
-    """taskset's list syntax ("0", "0-1", "0,2-3") -> a sorted list of CPU numbers."""
-    cpus = set()
-    for part in text.split(","):
-        first, dash, last = part.strip().partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
-            raise argparse.ArgumentTypeError(f"not a CPU list: {text!r} (e.g. 0 or 0-1 or 0,2)")
-        cpus.update(range(int(first), int(last if dash else first) + 1))
-    return sorted(cpus)
-
-
-def read_cpu_jiffies():
-    """/proc/stat per CPU: {cpu: (busy, total)} in clock ticks. Busy counts steal
-    too: time the hypervisor gave to someone else is time the server did not get."""
-    jiffies = {}
-    with open("/proc/stat") as file:
-        for line in file:
-            match = re.match(r"cpu(\d+) (.*)", line)
-            if match:
-                values = [int(value) for value in match.group(2).split()]
-                idle = values[3] + values[4]  # idle + iowait
-                jiffies[int(match.group(1))] = (sum(values[:8]) - idle, sum(values[:8]))
-    return jiffies
-
-
-def busy_percent(before, after, cpus):
-    """How busy the given CPUs were between two read_cpu_jiffies(), as a percent of one CPU."""
-    busy = sum(after[cpu][0] - before[cpu][0] for cpu in cpus if cpu in after)
-    total = sum(after[cpu][1] - before[cpu][1] for cpu in cpus if cpu in after)
-    return 100.0 * len(cpus) * busy / total if total else 0.0
-
-
-def raise_descriptor_limit(wanted=None):
-    """Raise the soft RLIMIT_NOFILE to the hard limit (or to `wanted`, if lower)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if wanted is None or hard != resource.RLIM_INFINITY and wanted > hard else wanted
-    if target == resource.RLIM_INFINITY:
-        target = 1 << 20
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
-def machine_description():
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu_model": model, "cpus": os.cpu_count(), "kernel": platform.release(),
-            "python": platform.python_version(), "implementation": platform.python_implementation()}
-
-
-def program_version(command):
-    try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return (completed.stdout + completed.stderr).strip().splitlines()[0] if (
-        completed.stdout or completed.stderr) else None
+# http.server's stock handler answers in HTTP/1.0; the other servers in HTTP/1.1.
+PEER_VERSIONS = ("HTTP/1.0", "HTTP/1.1")
 
 
 # -- the document root -------------------------------------------------------------------
@@ -403,140 +357,42 @@ def parse_wrk_output(text):
     raise BenchError(f"wrk printed no result:\n{text[-2000:]}")
 
 
-# -- measuring a process tree ------------------------------------------------------------
+# -- one server ----------------------------------------------------------------------------
 
-def process_tree(process):
-    import psutil
-    try:
-        return [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return [process]
-
-
-def tree_cpu_seconds(process):
-    """(user, system) CPU seconds of a process and every live descendant (nginx's
-    worker). User time is the server's own code (for a Python server, the
-    interpreter); system time is the kernel working for it: system calls, and
-    on loopback most of TCP."""
-    import psutil
-    user = system = 0.0
-    for member in process_tree(process):
-        try:
-            times = member.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        user += times.user
-        system += times.system
-    return user, system
-
-
-def tree_snapshot(process, port=None):
-    """RSS (bytes), threads and descriptors summed over the tree; with port, also the
-    TCP connections established on that local port."""
-    import psutil
-    snapshot = {"rss": 0, "threads": 0, "fds": 0}
-    members = process_tree(process)
-    for member in members:
-        try:
-            snapshot["rss"] += member.memory_info().rss
-            snapshot["threads"] += member.num_threads()
-            snapshot["fds"] += member.num_fds()
-        except psutil.NoSuchProcess:
-            continue
-    if port is not None:
-        established = 0
-        for member in members:
-            try:
-                connections = member.net_connections(kind="tcp")
-            except psutil.NoSuchProcess:
-                continue
-            established += sum(1 for connection in connections
-                               if connection.status == psutil.CONN_ESTABLISHED
-                               and connection.laddr and connection.laddr.port == port)
-        snapshot["established"] = established
-    return snapshot
-
-
-# -- one running server ------------------------------------------------------------------
-
+@dataclasses.dataclass
 class RunningServer:
-    """A server started under taskset in its own session (so that stopping it
-    stops its children too), with its output in a log file."""
+    """A server started for measuring, and what measuring it reads."""
 
-    def __init__(self, spec, command, port, log_path, cpus):
-        import psutil
-        self.spec = spec
-        self.port = port
-        self.cpus = cpus  # the CPUs it is pinned to
-        self.log_path = log_path
-        self.log_file = open(log_path, "wb")
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            filter(None, [REPO, os.environ.get("PYTHONPATH")])), PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(
-            command, cwd=REPO, env=environment, stdin=subprocess.DEVNULL,
-            stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        # taskset execs the command, so this pid is the server itself.
-        self.psutil_process = psutil.Process(self.process.pid)
-
-    def wait_until_listening(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"exited with status {self.process.returncode}: {self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise BenchError(f"not listening after {timeout} s: {self.log_tail()}")
-
-    def alive(self):
-        return self.process.poll() is None
-
-    def log_tail(self, limit=1500):
-        self.log_file.flush()
-        try:
-            with open(self.log_path, "rb") as file:
-                return file.read()[-limit:].decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
-
-    def stop(self, timeout=10):
-        if self.process.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.process.pid, sig)  # the session this harness started
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(timeout)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self.log_file.close()
-
+    process: ServerProcess
+    psutil_process: object  # psutil.Process: taskset execs the server, so the pid is the server's
+    port: int
+    cpus: list              # the CPUs it is pinned to
 
 def server_cpus_for(spec, options):
     """The taskset CPU list a server runs on."""
     return options.worker_cpus if spec.on_worker_cpus else options.server_cpus
 
 
-def server_command(spec, port, root, options, work_directory):
+def start_server(spec, port, root, options, work_directory):
+    """The server of ``spec`` on ``port``, pinned to its CPUs, in a session of
+    its own (stopping it stops nginx's worker too), its output in a log file."""
+    launcher = pinned((), server_cpus_for(spec, options))
+    process_options = {"log_path": os.path.join(work_directory, f"{spec.name}.log"), "new_session": True}
     if spec.is_reactor_http:
-        command = [sys.executable, "-m", "reactor_http", "--port", str(port), "--root", root]
+        flags = ["--port", str(port), "--root", root]
         if not spec.access_log:
-            command.append("--quiet")
+            flags.append("--quiet")
         # The access log goes to stdout, which the harness sends to a file.
         if spec.on_worker_cpus:
-            command += ["--workers", str(len(parse_cpu_list(options.worker_cpus)))]
+            flags += ["--workers", str(len(parse_cpu_list(options.worker_cpus)))]
         elif options.reactor_workers:
-            command += ["--workers", str(options.reactor_workers)]
-        command += shlex.split(options.reactor_args or "")
-    else:
-        command = [sys.executable, os.path.join(PEERS, spec.launcher), "--port", str(port), "--root", root]
-        if spec.name == "nginx":
-            command += ["--prefix", os.path.join(work_directory, "nginx")]
-    return ["taskset", "-c", server_cpus_for(spec, options), *command]
+            flags += ["--workers", str(options.reactor_workers)]
+        flags += shlex.split(options.reactor_args or "")
+        return ReactorHttpProcess(flags, checkout=spec.checkout or REPO, launcher=launcher, **process_options)
+    command = [sys.executable, os.path.join(PEERS, spec.launcher), "--port", str(port), "--root", root]
+    if spec.name == "nginx":
+        command += ["--prefix", os.path.join(work_directory, "nginx")]
+    return ServerProcess([*launcher, *command], cwd=REPO, env=python_environment(REPO), **process_options)
 
 
 def why_unavailable(spec):
@@ -549,27 +405,12 @@ def why_unavailable(spec):
     return None
 
 
-def source_fingerprint(package_directory):
-    """A short hash of a package's .py files: which code a report measured, in a
-    tree that changes between runs (reactor_http's version number moves rarely)."""
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(package_directory)):
-        if name.endswith(".py"):
-            digest.update(name.encode())
-            with open(os.path.join(package_directory, name), "rb") as file:
-                digest.update(file.read())
-    return digest.hexdigest()[:12]
-
-
 def server_version(spec):
     if spec.is_reactor_http:
-        sys.path.insert(0, REPO)
-        try:
-            import reactor_http
-            fingerprint = source_fingerprint(os.path.dirname(reactor_http.__file__))
-            return f"reactor_http {reactor_http.__version__} (sources {fingerprint})"
-        finally:
-            sys.path.remove(REPO)
+        checkout = spec.checkout or REPO
+        version = reactor_http_version(checkout)
+        commit = program_version(["git", "-C", checkout, "rev-parse", "--short", "HEAD"])
+        return f"{version[:-1]}, commit {commit})" if commit and re.fullmatch(r"[0-9a-f]+", commit) else version
     if spec.name == "nginx":
         return program_version([find_program("nginx"), "-v"])
     versions = []
@@ -585,24 +426,22 @@ def check_answers(port, index_bytes, check_404=True):
     """Before measuring, make sure the server gives the right bytes for the
     scenarios' paths: a fast wrong answer (a 403 page, an index listing) would
     look like a fast server."""
-    def fetch(path):
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    def status_and_body(path):
         try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, response.getheader("Content-Length"), response.read()
-        finally:
-            connection.close()
+            head, body = fetch("127.0.0.1", port, path, timeout=30, versions=PEER_VERSIONS)
+        except Mismatch as error:
+            raise BenchError(f"GET {path}: {error}") from None
+        return head.status, body
 
-    status, _, body = fetch("/index.html")
+    status, body = status_and_body("/index.html")
     if status != 200 or body != index_bytes:
         raise BenchError(f"GET /index.html gave {status} with {len(body)} bytes, "
                          f"not 200 with the {len(index_bytes)}-byte page")
     if check_404:
-        status, _, _ = fetch(MISSING_PATH)
+        status, _ = status_and_body(MISSING_PATH)
         if status != 404:
             raise BenchError(f"GET {MISSING_PATH} gave {status}, not 404")
-        status, length, body = fetch("/file-10m.bin")
+        status, body = status_and_body("/file-10m.bin")
         if status != 200 or len(body) != 10 * MIB:
             raise BenchError(f"GET /file-10m.bin gave {status} with {len(body)} bytes")
 
@@ -631,7 +470,7 @@ class Bench:
         command = wrk_command(self.wrk, url, scenario.connections, seconds,
                               self.scripts[scenario.name], scenario.headers, self.options.client_cpus)
         cpu_before = tree_cpu_seconds(server.psutil_process)
-        jiffies_before = read_cpu_jiffies()
+        ticks_before = cpu_ticks()
         # wrk is this harness's only child that exits during a run, so the change
         # in RUSAGE_CHILDREN across its wait is wrk's own CPU time.
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -642,15 +481,15 @@ class Bench:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
-            raise BenchError(f"wrk did not finish within {seconds + 60} s")
+            raise BenchError(f"wrk did not finish within {seconds + 60} s") from None
         wall = time.monotonic() - started
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        jiffies_after = read_cpu_jiffies()
+        ticks_after = cpu_ticks()
         cpu_after = tree_cpu_seconds(server.psutil_process)
         if process.returncode != 0:
             raise BenchError(f"wrk exited with status {process.returncode}: {errors.strip()}")
-        if not server.alive():
-            raise BenchError(f"the server exited during {scenario.name}: {server.log_tail()}")
+        if not server.process.alive():
+            raise BenchError(f"the server exited during {scenario.name}: {server.process.log_tail()}")
         figures = parse_wrk_output(output)
         seconds_measured = figures["duration_us"] / 1e6
         requests = figures["requests"]
@@ -661,7 +500,7 @@ class Bench:
         client_cpu = ((children_after.ru_utime + children_after.ru_stime)
                       - (children_before.ru_utime + children_before.ru_stime))
         server_percent = 100.0 * server_cpu / wall
-        server_cores_percent = busy_percent(jiffies_before, jiffies_after, server.cpus)
+        server_cores_percent = busy_percent(ticks_before, ticks_after, server.cpus)
         # wrk counts every response with status > 399 as a "status error"; S4
         # expects exactly those.
         unexpected_status = (requests - figures["status_errors"] if scenario.expected_status >= 400
@@ -729,15 +568,7 @@ class Bench:
             client.stdin.flush()
             still_open = json.loads(client.stdout.readline() or "null") or {}
         finally:
-            try:
-                client.stdin.close()
-            except OSError:
-                pass
-            try:
-                client.wait(60)
-            except subprocess.TimeoutExpired:
-                client.kill()
-                client.wait()
+            finish_helper(client, 60)
         held = after["established"]
         result = {
             "requested": count,
@@ -760,13 +591,14 @@ class Bench:
         return result
 
     def measure_server(self, spec, scenarios):
+        import psutil
         port = free_port()
-        command = server_command(spec, port, self.root, self.options, self.work_directory)
-        server = RunningServer(spec, command, port, os.path.join(self.work_directory, f"{spec.name}.log"),
+        process = start_server(spec, port, self.root, self.options, self.work_directory)
+        server = RunningServer(process, psutil.Process(process.pid), port,
                                parse_cpu_list(server_cpus_for(spec, self.options)))
         results = {}
         try:
-            server.wait_until_listening()
+            process.wait_until_listening("127.0.0.1", port)
             check_answers(port, self.index_bytes, check_404=spec.name != "ceiling")
             for scenario in scenarios:
                 if spec.name == "ceiling" and not scenario.ceiling:
@@ -781,13 +613,13 @@ class Bench:
                     # One cell fails, not the whole invocation.
                     self.log(f"  {scenario.name} failed: {error!r}")
                     results[scenario.name] = {"error": str(error) or repr(error)}
-                    if not server.alive():
+                    if not process.alive():
                         break
         finally:
-            server.stop()
+            process.stop(timeout=10)
         if spec.access_log:
             # Proof that the variant did log: its lines are in the server's output.
-            with open(server.log_path, "rb") as file:
+            with open(process.log_path, "rb") as file:
                 results["access_log"] = {"lines": sum(1 for line in file if b'] "GET ' in line)}
         return results
 
@@ -842,22 +674,13 @@ MAX_CONNECTING = 256  # connections in flight at once: fast, without overflowing
 OPEN_DEADLINE_SECONDS = 600  # S5 opens what it can in this long, whatever happens
 
 
-def _response_complete(buffer):
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        return False
-    match = re.search(rb"\r\ncontent-length:[ \t]*(\d+)", buffer[:end + 2], re.IGNORECASE)
-    length = int(match.group(1)) if match else 0
-    return len(buffer) >= end + 4 + length
-
-
 def hold_idle_connections(host, port, count, path, stall_seconds, report, commands):
     """Open count connections, send one request on each and read its answer,
     then keep them open. Reports one JSON line when done opening, one more after
     a "check" command (how many the server has not closed), and closes them all
     at "close" or end of input."""
-    raise_descriptor_limit(count + 64)
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode("ascii")
+    raise_descriptor_limit(count)
+    request = request_bytes("GET", path, host=f"{host}:{port}")
     selector = selectors.DefaultSelector()
     held, connecting = [], set()  # connecting: opened, not yet answered
     handshaking = set()  # connect() not complete yet
@@ -919,7 +742,13 @@ def hold_idle_connections(host, port, count, path, stall_seconds, report, comman
                 last_progress = time.monotonic()
                 continue
             key.data.extend(data)
-            if _response_complete(key.data):
+            try:
+                framed = frame_response(key.data, versions=PEER_VERSIONS)
+            except Mismatch:
+                give_up(sock)
+                last_progress = time.monotonic()
+                continue
+            if framed is not None and len(key.data) >= framed[1]:
                 selector.unregister(sock)
                 connecting.discard(sock)
                 held.append(sock)
@@ -968,34 +797,6 @@ def idle_client_main(argv):
 
 
 # -- reporting -----------------------------------------------------------------------------
-
-def format_number(value):
-    if value is None:
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def format_ratio(value):
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def render_table(headers, rows, markdown):
-    if markdown:
-        # The marks would read as emphasis and strike-through.
-        rows = [[cell.replace("*", "\\*").replace("~", "\\~") for cell in row] for row in rows]
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(headers, widths)).rstrip(),
-             "  ".join("-" * width for width in widths)]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
-
 
 def _cell(summary, key, runs, marks=True):
     if not summary:
@@ -1048,7 +849,7 @@ def report_tables(report, markdown=False):
         heading = f"### {title}" if markdown else title
         parts = [heading, "", render_table(headers, rows, markdown)]
         if note:
-            parts += ["", note.replace("*", "\\*").replace("~", "\\~") if markdown else note]
+            parts += ["", escape_markdown(note) if markdown else note]
         sections.append("\n".join(parts))
 
     if load_scenarios:
@@ -1191,13 +992,14 @@ def render_chart(report, path):
     rows = (len(panels) + columns - 1) // columns
     figure, axes = pyplot.subplots(rows, columns, figsize=(13, 3.1 * rows + 0.6), squeeze=False)
     labels = {name: report["servers"][name]["label"] for name in report["servers"]}
-    for axis, (title, unit, bars) in zip(axes.flat, panels):
+    checkouts = {name for name, entry in report["servers"].items() if entry.get("checkout")}
+    for axis, (title, unit, bars) in zip(axes.flat, panels, strict=False):  # spare axes stay blank
         names = [labels[server] for server, *_ in bars]
         values = [value for _, value, _, _, _ in bars]
         lower = [value - low for _, value, low, _, _ in bars]
         upper = [high - value for _, value, _, high, _ in bars]
-        colours = ["#c0392b" if server.startswith("reactor_http") else "#999999" if server == "ceiling"
-                   else "#34689a" for server, *_ in bars]
+        colours = ["#c0392b" if server.startswith("reactor_http") else "#e08e7f" if server in checkouts
+                   else "#999999" if server == "ceiling" else "#34689a" for server, *_ in bars]
         positions = range(len(bars))
         axis.barh(positions, values, xerr=[lower, upper], color=colours, capsize=2,
                   error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
@@ -1208,7 +1010,7 @@ def render_chart(report, path):
         axis.tick_params(axis="x", labelsize=8)
         axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"
                                                                        if value >= 10 else f"{value:g}"))
-        for position, value, (*_, note) in zip(positions, values, bars):
+        for position, value, (*_, note) in zip(positions, values, bars, strict=True):
             axis.text(value + upper[position], position, " " + format_number(value) + note,
                       va="center", fontsize=7)
         axis.margins(x=0.18)
@@ -1263,6 +1065,14 @@ def build_parser():
                         help="pass --workers N to reactor_http (only when given)")
     parser.add_argument("--reactor-args", metavar="FLAGS",
                         help="more flags for reactor_http, one shell-quoted string")
+    parser.add_argument("--reactor-http-checkout", action="append", default=[], type=_checkout,
+                        metavar="NAME=DIR",
+                        help="also measure the reactor_http of another checkout (e.g. the commit before "
+                             "a change: git clone -q . /tmp/before && git -C /tmp/before checkout -q "
+                             "COMMIT), as server NAME, with reactor_http's flags (--quiet, "
+                             "--reactor-workers, --reactor-args), side by side with the others in the "
+                             "same run and in the ratio tables; added to --servers unless named there; "
+                             "repeatable")
     parser.add_argument("--json", metavar="PATH", help="write every figure, run by run, as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
     parser.add_argument("--png", metavar="PATH", help="draw a bar chart (needs matplotlib)")
@@ -1270,6 +1080,20 @@ def build_parser():
                         help="measure nothing: print the tables (and write --markdown, --png) "
                              "of an earlier --json report")
     return parser
+
+
+def _checkout(text):
+    """NAME=DIR -> a ServerSpec running DIR's reactor_http as NAME."""
+    name, equals, directory = text.partition("=")
+    if not equals or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR with NAME of letters, digits, . _ -, not {text!r}")
+    if name in SERVERS:
+        raise argparse.ArgumentTypeError(f"{name} is a server already; choose another name")
+    directory = os.path.abspath(os.path.expanduser(directory))
+    if not os.path.isfile(os.path.join(directory, "reactor_http", "__main__.py")):
+        raise argparse.ArgumentTypeError(f"{directory} is not a checkout of reactor_http "
+                                         "(no reactor_http/__main__.py)")
+    return ServerSpec(name, f"reactor_http, checkout {name} ({directory})", checkout=directory)
 
 
 def _positive_int(text):
@@ -1292,11 +1116,18 @@ def resolve_options(parser, options):
                                ("idle_connections", 10000, 1000)):
         if getattr(options, name) is None:
             setattr(options, name, fast if quick else normal)
+    options.server_specs = dict(SERVERS)
+    for spec in options.reactor_http_checkout:
+        if spec.name in options.server_specs:
+            parser.error(f"--reactor-http-checkout: {spec.name} is given twice")
+        options.server_specs[spec.name] = spec
     options.server_list = [name.strip() for name in options.servers.split(",") if name.strip()]
-    unknown = [name for name in options.server_list if name not in SERVERS]
+    unknown = [name for name in options.server_list if name not in options.server_specs]
     if unknown or not options.server_list:
         parser.error(f"unknown server(s) {', '.join(unknown) or '(none given)'}; "
-                     f"choose from {', '.join(SERVERS)}")
+                     f"choose from {', '.join(options.server_specs)}")
+    options.server_list += [spec.name for spec in options.reactor_http_checkout
+                            if spec.name not in options.server_list]
     options.scenario_list = [name.strip() for name in options.scenarios.split(",") if name.strip()]
     unknown = [name for name in options.scenario_list if name not in SCENARIOS]
     if unknown or not options.scenario_list:
@@ -1309,7 +1140,7 @@ def resolve_options(parser, options):
     for flag in ("server_cpus", "client_cpus", "worker_cpus"):
         try:
             cpus = parse_cpu_list(getattr(options, flag))
-        except argparse.ArgumentTypeError as error:
+        except ValueError as error:
             parser.error(f"--{flag.replace('_', '-')}: {error}")
         available = os.sched_getaffinity(0)
         if not set(cpus) <= available:
@@ -1328,12 +1159,11 @@ def main(argv=None):
     parser = build_parser()
     options = resolve_options(parser, parser.parse_args(argv))
     if options.from_json:
-        with open(options.from_json) as file:
-            report = json.load(file)
+        report = load_json(options.from_json)
         if "ratios" not in report:  # saved while running: a run cut short has none yet
             scenarios = [SCENARIOS[name] for name in report["options"]["scenarios"]]
             report["ratios"] = compute_ratios(report["results"], scenarios)
-        return write_report(report, options, print)
+        return write_outputs(report, options, print)
 
     missing = [name for name in ("wrk", "taskset") if find_program(name) is None]
     if missing:
@@ -1375,7 +1205,8 @@ def main(argv=None):
                     "idle_connections": options.idle_connections, "server_cpus": options.server_cpus,
                     "client_cpus": options.client_cpus, "worker_cpus": options.worker_cpus,
                     "reactor_workers": options.reactor_workers,
-                    "reactor_args": options.reactor_args},
+                    "reactor_args": options.reactor_args,
+                    "reactor_http_checkouts": {spec.name: spec.checkout for spec in options.reactor_http_checkout}},
         "servers": {},
         "results": {},
     }
@@ -1384,8 +1215,10 @@ def main(argv=None):
         root = build_document_root(os.path.join(work_directory, "root"))
         bench = Bench(options, wrk, work_directory, root, log)
         for name in options.server_list:
-            spec = SERVERS[name]
+            spec = options.server_specs[name]
             entry = report["servers"][name] = {"label": spec.label}
+            if spec.checkout:
+                entry["checkout"] = spec.checkout
             if spec.on_worker_cpus:
                 cpus = parse_cpu_list(options.worker_cpus)
                 shared = set(cpus) & set(parse_cpu_list(options.client_cpus))
@@ -1401,7 +1234,7 @@ def main(argv=None):
             log(f"{name} ({entry['version']}), load average {os.getloadavg()[0]:.2f}")
             try:
                 report["results"][name] = bench.measure_server(spec, scenarios)
-            except BenchError as error:
+            except (BenchError, ServerError) as error:
                 entry["skipped"] = f"failed: {error}"
                 log(f"{name}: failed: {error}")
             if options.json:  # as it goes: a long run interrupted keeps what it measured
@@ -1410,24 +1243,11 @@ def main(argv=None):
     report["ratios"] = compute_ratios(report["results"], scenarios)
     if options.json:
         save_json(report, options.json)
-    return write_report(report, options, log)
+    return write_outputs(report, options, log)
 
 
-def save_json(report, path):
-    with open(path, "w") as file:
-        json.dump(report, file, indent=1)
-        file.write("\n")
-
-
-def write_report(report, options, log):
-    print(report_tables(report))
-    if options.markdown:
-        with open(options.markdown, "w") as file:
-            file.write(report_tables(report, markdown=True))
-    if options.png:
-        problem = render_chart(report, options.png)
-        if problem:
-            log(f"--png: {problem}")
+def write_outputs(report, options, log):
+    write_report(report, report_tables, options.markdown, render_chart, options.png, log)
     return 0
 
 

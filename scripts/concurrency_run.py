@@ -65,7 +65,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import random
 import re
 import resource
@@ -78,13 +77,32 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-SCRIPTS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(SCRIPTS)
-KIB = 1024
-MIB = 1024 * 1024
+from harness import REPO
+from harness.http import Mismatch, frame_response, request_bytes
+from harness.report import (
+    KIB,
+    MIB,
+    format_count,
+    format_number,
+    load_json,
+    machine_description,
+    render_table,
+    save_json,
+    write_report,
+)
+from harness.sampling import ProcessSampler, find_program, parse_cpu_list, pinned
+from harness.server import (
+    ReactorHttpProcess,
+    ServerError,
+    ServerProcess,
+    finish_helper,
+    free_port,
+    reactor_http_version,
+)
+
+from reactor_http.server.limits import RESERVED_DESCRIPTORS, SPARE_DESCRIPTORS, raise_descriptor_limit
 
 DEFAULT_STEPS = (10, 100, 1000, 5000, 10000)
 QUICK_STEPS = (10, 50)
@@ -107,9 +125,6 @@ HOLD_TIMEOUT_SECONDS = 300
 # reactor_http's executor threads (its --blocking-threads default) and its loop thread.
 EXECUTOR_THREADS = 8
 REACTOR_THREADS = 1 + EXECUTOR_THREADS
-# Descriptors a process needs besides one per connection: stdio, the epoll
-# descriptor, pipes, a file being sent.
-SPARE_DESCRIPTORS = 64
 # reactor_http gets --max-connections this much above the biggest step, so
 # that it is never at its own limit.
 CONNECTION_MARGIN = 100
@@ -121,28 +136,16 @@ SLOW_PIECES = 5
 
 # -- the machine ------------------------------------------------------------------------------
 
-def raise_descriptor_limit():
-    """Raise the soft RLIMIT_NOFILE to the hard limit; return (soft, hard) now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
 def reactor_capacity(connections, descriptor_limit):
     """How many connections reactor_http holds when given --max-connections
     `connections` + CONNECTION_MARGIN under this hard descriptor limit. It
     raises its soft limit to two descriptors per connection (a connection may
     also hold a file open) and keeps a quarter of the limit for files
-    (server.raise_descriptor_limit and server.connection_capacity). The
+    (raise_descriptor_limit and connection_capacity in reactor_http.server.limits). The
     server says so itself at start when it cannot hold them all; this is
     only the check before starting anything."""
     soft = min(2 * (connections + CONNECTION_MARGIN) + SPARE_DESCRIPTORS, descriptor_limit)
-    return soft - SPARE_DESCRIPTORS // 2 - max(16, soft // 4)
+    return soft - SPARE_DESCRIPTORS // 2 - max(RESERVED_DESCRIPTORS, soft // 4)
 
 
 def steps_that_fit(steps, descriptor_limit):
@@ -222,10 +225,6 @@ def thread_warnings(biggest_step, limits):
     return messages
 
 
-def find_program(name):
-    return shutil.which(name)
-
-
 def cpu_plan(server_cpus, client_cpus, log):
     """The taskset CPU lists for server and client, or (None, None) to run
     unpinned when taskset is missing."""
@@ -241,57 +240,6 @@ def cpu_plan(server_cpus, client_cpus, log):
     if set(parse_cpu_list(server_cpus)) & set(parse_cpu_list(client_cpus)):
         log("warning: server and client share a CPU; the client's work shows in the server's latency")
     return server_cpus, client_cpus
-
-
-def parse_cpu_list(text):
-    """taskset's list syntax ("0", "0-1", "0,2-3") -> a sorted list of CPU numbers."""
-    cpus = set()
-    for part in text.split(","):
-        first, dash, last = part.strip().partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
-            raise ValueError(f"not a CPU list: {text!r} (e.g. 0 or 0-1 or 0,2)")
-        cpus.update(range(int(first), int(last if dash else first) + 1))
-    return sorted(cpus)
-
-
-def pinned(command, cpus):
-    return ["taskset", "-c", cpus, *command] if cpus else command
-
-
-def machine_description():
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu_model": model, "nproc": os.cpu_count(), "kernel": platform.release(),
-            "python": platform.python_version(),
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
-
-
-def reactor_http_version():
-    """reactor_http's version and a short hash of its sources: the tree changes
-    between runs more often than the version number does."""
-    import hashlib
-    package = os.path.join(REPO, "reactor_http")
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(package)):
-        if name.endswith(".py"):
-            digest.update(name.encode())
-            with open(os.path.join(package, name), "rb") as file:
-                digest.update(file.read())
-    version = re.search(r'__version__ = "([^"]+)"', open(os.path.join(package, "__init__.py")).read())
-    return f"reactor_http {version.group(1) if version else '?'} (sources {digest.hexdigest()[:12]})"
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def build_document_root(directory):
@@ -349,70 +297,7 @@ def baseline_server_main(argv):
 
 # -- a running server ------------------------------------------------------------------------------
 
-_BANNER = re.compile(r"Serving .* at http://127\.0\.0\.1:(\d+)/(?: \(selector: (\w+))?")
 _CAPACITY = re.compile(r"the descriptor limit leaves room for (\d+) connections")
-
-
-class ServerError(Exception):
-    """A server that would not start or died: that run is reported as failed, the rest go on."""
-
-
-class RunningServer:
-    """A server in its own session (stopping it stops anything it started),
-    its output in a log file."""
-
-    def __init__(self, command, port, log_path):
-        import psutil
-        self.port = port
-        self.log_path = log_path
-        self.log_file = open(log_path, "wb")
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            filter(None, [REPO, os.environ.get("PYTHONPATH")])), PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(
-            command, cwd=REPO, env=environment, stdin=subprocess.DEVNULL,
-            stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        # taskset execs the command, so this pid is the server itself.
-        self.psutil_process = psutil.Process(self.process.pid)
-
-    def wait_for_banner(self, timeout=30):
-        """The banner's match once the server listens; ServerError if it exits first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = _BANNER.search(self.log_text())
-            if match:
-                return match
-            if self.process.poll() is not None:
-                raise ServerError(f"exited with status {self.process.returncode}: {self.log_tail()}")
-            time.sleep(0.05)
-        raise ServerError(f"no banner after {timeout} s: {self.log_tail()}")
-
-    def log_text(self):
-        self.log_file.flush()
-        try:
-            with open(self.log_path, "rb") as file:
-                return file.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, limit=1500):
-        return self.log_text()[-limit:].strip()
-
-    def alive(self):
-        return self.process.poll() is None
-
-    def stop(self, timeout=15):
-        if self.process.poll() is None:
-            for signal_number in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.process.pid, signal_number)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(timeout)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self.log_file.close()
 
 
 def warm_up(port, psutil_process, wanted_threads, seconds=3.0, burst=128):
@@ -435,8 +320,7 @@ def warm_up(port, psutil_process, wanted_threads, seconds=3.0, burst=128):
                 sockets.append(sock)
             for index, sock in enumerate(sockets):
                 path = FILE_PATH if index % 2 else f"/warm-up-{round_number}-{index}"
-                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                             .encode("ascii"))
+                sock.sendall(request_bytes("GET", path, ["Connection: close"], host="127.0.0.1"))
             for sock in sockets:
                 while sock.recv(65536):
                     pass
@@ -453,130 +337,6 @@ def warm_up(port, psutil_process, wanted_threads, seconds=3.0, burst=128):
             threads = psutil_process.num_threads()
         if threads == wanted_threads or time.monotonic() >= deadline:
             return threads
-
-
-# -- sampling the server ---------------------------------------------------------------------------
-
-_SWITCHES = re.compile(rb"voluntary_ctxt_switches:\t(\d+)\nnonvoluntary_ctxt_switches:\t(\d+)")
-
-
-def context_switches(pid):
-    """(voluntary, involuntary) context switches summed over every thread of a
-    process. psutil's num_ctx_switches() reads /proc/PID/status, which on Linux
-    counts the main thread only: for a thread per connection that would miss
-    nearly all of them, so read each thread's own status. (Threads that ended
-    take their counts with them.)"""
-    voluntary = involuntary = 0
-    try:
-        thread_ids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    for thread_id in thread_ids:
-        try:
-            with open(f"/proc/{pid}/task/{thread_id}/status", "rb") as file:
-                match = _SWITCHES.search(file.read())
-        except OSError:
-            continue  # that thread ended meanwhile
-        if match:
-            voluntary += int(match.group(1))
-            involuntary += int(match.group(2))
-    return voluntary, involuntary
-
-
-def cpu_busy_seconds(cpus):
-    """Seconds the given CPUs have been busy (anything but idle and iowait;
-    steal counts as busy: time the hypervisor gave someone else), from
-    /proc/stat. Compared with the server's own CPU time over a step, it says
-    how much other work shared the server's core: a step where that is high
-    was measured on a busy machine, and says so."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    busy = 0
-    try:
-        with open("/proc/stat") as file:
-            for line in file:
-                match = re.match(r"cpu(\d+) (.*)", line)
-                if match and int(match.group(1)) in cpus:
-                    values = [int(value) for value in match.group(2).split()[:8]]
-                    busy += sum(values) - values[3] - values[4]
-    except OSError:
-        return None
-    return busy / ticks
-
-
-def process_cpu_seconds(pid):
-    """CPU time (user + system) of every thread a process has had, to the
-    nanosecond. psutil's cpu_times() comes from /proc/PID/stat in 10 ms clock
-    ticks, too coarse for a quiet step (80 requests of 100 us each is less
-    than one tick). The kernel has a CPU clock per process: clock_getcpuclockid()
-    in C, which on Linux is this arithmetic (a negated pid, shifted, and the
-    "scheduler runtime" clock type, 2); Python does not wrap it, but
-    clock_gettime() takes the id."""
-    return time.clock_gettime(((~pid) << 3) | 2)
-
-
-class ProcessSampler(threading.Thread):
-    """Every SAMPLE_SECONDS, one psutil reading of the server: threads,
-    descriptors, RSS and CPU time (every thread's)."""
-
-    def __init__(self, pid, cpus=None):
-        import psutil
-        super().__init__(name="sampler", daemon=True)
-        self.cpus = set(cpus) if cpus else None  # the server's CPUs, when it is pinned
-        # One psutil.Process per thread: oneshot() caches on the object.
-        self.process = psutil.Process(pid)
-        self.edge_process = psutil.Process(pid)
-        self.samples = []
-        self._stop_event = threading.Event()
-
-    @staticmethod
-    def reading(process):
-        import psutil
-        try:
-            with process.oneshot():
-                reading = {"t": time.monotonic(), "threads": process.num_threads(),
-                           "fds": process.num_fds(), "rss": process.memory_info().rss}
-                times = process.cpu_times()
-                try:
-                    reading["cpu_seconds"] = process_cpu_seconds(process.pid)
-                except OSError:  # a kernel without per-process CPU clocks
-                    reading["cpu_seconds"] = times.user + times.system
-                # The kernel's share, in ticks: enough to tell over a step
-                # whether the time went to the server's code or to the kernel.
-                reading["system_seconds"] = times.system
-                return reading
-        except psutil.Error:
-            return None
-
-    def edge(self):
-        """A reading plus the context switches of every thread: taken at the
-        edges of a measured window (reading every thread's status costs ~10 us
-        a thread, too much to do ten times a second with 10,000 of them)."""
-        reading = self.reading(self.edge_process)
-        if reading is not None and self.cpus:
-            reading["cpus_busy_seconds"] = cpu_busy_seconds(self.cpus)
-        switches = context_switches(self.edge_process.pid)
-        if reading is not None and switches is not None:
-            reading["voluntary"], reading["involuntary"] = switches
-        return reading
-
-    def run(self):
-        previous = None
-        while not self._stop_event.wait(SAMPLE_SECONDS):
-            reading = self.reading(self.process)
-            if reading is None:
-                return  # the server is gone
-            if previous is not None:
-                elapsed = reading["t"] - previous["t"]
-                reading["cpu_percent"] = 100.0 * (reading["cpu_seconds"] - previous["cpu_seconds"]) / elapsed
-            self.samples.append(reading)
-            previous = reading
-
-    def latest(self):
-        return self.samples[-1] if self.samples else None
-
-    def stop(self):
-        self._stop_event.set()
-        self.join(5)
 
 
 # -- the load client, run as a process of its own --------------------------------------------------
@@ -604,7 +364,6 @@ class State(enum.Enum):
 
 
 ERROR_KINDS = ("refused", "connect_timeout", "reset", "closed", "timeout", "other")
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 # The fractional parts of i * (golden ratio) spread evenly over [0, 1) for any
 # count, so the share of idle and slow clients is right at every step, even 10.
 _GOLDEN = (math.sqrt(5) - 1) / 2
@@ -671,8 +430,8 @@ class LoadClient:
         self.plan = plan
         self.emit = emit
         self.address = ("127.0.0.1", plan["port"])
-        self.request = (f"GET {plan['path']} HTTP/1.1\r\nHost: 127.0.0.1:{plan['port']}\r\n"
-                        f"User-Agent: concurrency_run\r\n\r\n").encode("ascii")
+        self.request = request_bytes("GET", plan["path"], ["User-Agent: concurrency_run"],
+                                     host=f"127.0.0.1:{plan['port']}")
         size = math.ceil(len(self.request) / SLOW_PIECES)
         self.pieces = [self.request[start:start + size] for start in range(0, len(self.request), size)]
         self.piece_gap = plan["slow_seconds"] / max(1, len(self.pieces) - 1)
@@ -711,7 +470,7 @@ class LoadClient:
         timeout = longest_wait
         if self.timers:
             timeout = min(timeout, max(0.0, self.timers[0][0] - now))
-        for fd, mask in self.epoll.poll(timeout):
+        for fd, _ in self.epoll.poll(timeout):
             if fd == 0:
                 self.read_commands()
                 continue
@@ -878,15 +637,15 @@ class LoadClient:
             return
         connection.buffer += data
         if connection.expected_length is None:
-            buffer = connection.buffer
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > 65536:
-                    self.fail(connection, "other")
+            try:
+                framed = frame_response(connection.buffer)
+            except Mismatch:
+                self.fail(connection, "other")
                 return
-            match = _CONTENT_LENGTH.search(buffer, 0, end + 2)
-            connection.status = int(buffer[9:12]) if buffer[9:12].isdigit() else 0
-            connection.expected_length = end + 4 + (int(match.group(1)) if match else 0)
+            if framed is None:
+                return
+            head, connection.expected_length = framed
+            connection.status = head.status
         if len(connection.buffer) < connection.expected_length:
             return
         self.on_response(connection, time.monotonic())
@@ -1049,14 +808,18 @@ class RunSpec:
         return ", ".join(parts)
 
 
-def server_command(run, port, root):
+def start_server(run, port, root, cpus, log_path):
+    """The run's server on ``port``, pinned to ``cpus``, in a session of its
+    own (stopping it stops anything it started), its output in a log file."""
+    process_options = {"log_path": log_path, "new_session": True}
     if run.server == "threads":
-        return [sys.executable, os.path.abspath(__file__), "baseline-server", "--port", str(port),
-                "--root", root]
-    return [sys.executable, "-m", "reactor_http", "--quiet", "--port", str(port), "--root", root,
-            "--selector", run.selector, "--max-connections", str(max(run.steps) + CONNECTION_MARGIN),
-            "--keepalive-timeout", str(HOLD_TIMEOUT_SECONDS),
-            "--header-timeout", str(HOLD_TIMEOUT_SECONDS), *run.server_args]
+        command = [sys.executable, os.path.abspath(__file__), "baseline-server", "--port", str(port), "--root", root]
+        return ServerProcess(pinned(command, cpus), cwd=REPO, **process_options)
+    flags = ["--quiet", "--port", str(port), "--root", root, "--selector", run.selector,
+             "--max-connections", str(max(run.steps) + CONNECTION_MARGIN),
+             "--keepalive-timeout", str(HOLD_TIMEOUT_SECONDS), "--header-timeout", str(HOLD_TIMEOUT_SECONDS),
+             *run.server_args]
+    return ReactorHttpProcess(flags, launcher=pinned((), cpus), **process_options)
 
 
 class Progress:
@@ -1086,21 +849,23 @@ class Progress:
 def measure_run(run, context):
     """Start the server, warm it up, drive it with the client through the
     run's steps; return the run as a dict with one row per step."""
+    import psutil
     progress = context["progress"]
     port = free_port()
-    command = pinned(server_command(run, port, context["root"]), context["server_cpus"])
     log_path = os.path.join(context["work_directory"], f"server-{context['run_number']}.log")
+    server = start_server(run, port, context["root"], context["server_cpus"], log_path)
     result = {"experiment": run.experiment, "server": run.server, "selector": run.selector,
               "variant": run.variant, "label": run.label, "notes": [], "rows": [],
-              "command": " ".join(shlex.quote(part) for part in command)}
-    server = RunningServer(command, port, log_path)
+              "command": " ".join(shlex.quote(part) for part in server.command)}
     client = sampler = None
     try:
-        banner = server.wait_for_banner()
-        if run.selector and banner.group(2) != run.selector:
-            raise ServerError(f"asked for --selector {run.selector}, the banner says {banner.group(2)}")
+        banner = server.wait_until_serving()
+        if run.selector and banner.selector != run.selector:
+            raise ServerError(f"asked for --selector {run.selector}, the banner says {banner.selector}")
+        # taskset execs the server, so this pid is the server itself.
+        server_process = psutil.Process(server.pid)
         steps = list(run.steps)
-        capacity = _CAPACITY.search(server.log_text())
+        capacity = _CAPACITY.search(server.output())
         if capacity and run.server == "reactor_http":
             room = int(capacity.group(1))
             for step in [step for step in steps if step > room]:
@@ -1111,7 +876,7 @@ def measure_run(run, context):
             raise ServerError("no step fits")
         if run.experiment == "ramp":
             wanted = REACTOR_THREADS if run.server == "reactor_http" else 1
-            threads = warm_up(port, server.psutil_process, wanted)
+            threads = warm_up(port, server_process, wanted)
             if threads != wanted:
                 result["notes"].append(f"after the warm-up the server had {threads} threads, not "
                                        f"{wanted} (reactor_http's executor starts its threads on "
@@ -1119,9 +884,9 @@ def measure_run(run, context):
         else:
             # The simulated disk makes every job slow (and, on the loop, serial):
             # a few requests are warm-up enough.
-            warm_up(port, server.psutil_process, 1, seconds=0, burst=4)
-        sampler = ProcessSampler(server.process.pid, context["server_cpus"] and
-                                 parse_cpu_list(context["server_cpus"]))
+            warm_up(port, server_process, 1, seconds=0, burst=4)
+        sampler = ProcessSampler(server.pid, SAMPLE_SECONDS,
+                                 context["server_cpus"] and parse_cpu_list(context["server_cpus"]))
         start = sampler.edge()
         sampler.start()
         plan = dict(run.plan, port=port, path=FILE_PATH, steps=steps)
@@ -1137,14 +902,14 @@ def measure_run(run, context):
         progress.log(f"{run.label}: failed: {error}")
     finally:
         if client is not None:
-            _stop_client(client)
+            finish_helper(client, 30)
         if sampler is not None:
             sampler.stop()
             result["samples"] = sampler.samples
         # What the server said while it was measured; at the end the client
         # drops its connections, some mid-request, and a server may complain
         # (http.server prints a BrokenPipeError per response it could not send).
-        log_text = result.pop("measured_log", None) or server.log_text()
+        log_text = result.pop("measured_log", None) or server.output()
         server.stop()
     result["notes"] += server_log_notes(run, log_text)
     return result
@@ -1181,7 +946,7 @@ def drive_client(run, client, server, sampler, start, steps, result, progress, c
             row = make_row(run, message, start, ramp_start, window_start, window_end, sampler.samples)
             ramp_start = window_end
             result["rows"].append(row)
-            result["measured_log"] = server.log_text()
+            result["measured_log"] = server.output()
             progress.log(step_line(row))
             if not server.alive():
                 _answer(client)
@@ -1201,18 +966,6 @@ def _answer(client):
         client.stdin.flush()
     except OSError:
         pass
-
-
-def _stop_client(client):
-    try:
-        client.stdin.close()
-    except OSError:
-        pass
-    try:
-        client.wait(30)
-    except subprocess.TimeoutExpired:
-        client.kill()
-        client.wait()
 
 
 def server_log_notes(run, log_text):
@@ -1302,23 +1055,9 @@ CSV_COLUMNS = (
     "threads_peak", "fds", "rss_mib", "rss_start_mib", "rss_per_connection_kib", "cpu_percent",
     "system_percent", "cpu_us_per_request",
     "voluntary_switches_per_second", "involuntary_switches_per_second", "context_switches_per_second",
-    "client_cpu_percent", "other_load_percent", "samples", "ramp_seconds", "ramp_cpu_percent", "ramp_system_percent", "skipped",
+    "client_cpu_percent", "other_load_percent", "samples", "ramp_seconds", "ramp_cpu_percent", "ramp_system_percent",
+    "skipped",
 )
-
-
-def format_number(value):
-    if value is None or value == "":
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def format_count(value):
-    """Threads and descriptors: whole numbers (a median may fall between two)."""
-    return "-" if value is None or value == "" else f"{value:,.0f}"
 
 
 def errors_cell(row):
@@ -1327,18 +1066,6 @@ def errors_cell(row):
     if row.get("non_200"):
         parts.append(f"non-200 {row['non_200']:,}")
     return ", ".join(parts) or "0"
-
-
-def render_table(headers, rows, markdown):
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(headers, widths)).rstrip(),
-             "  ".join("-" * width for width in widths)]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
 
 
 def _connections_cell(row):
@@ -1376,7 +1103,9 @@ def report_tables(report, markdown=False):
     rows = report["rows"]
     meta = report["meta"]
     machine = meta["machine"]
-    sections = [f"Measured {meta['date']} on {machine['cpu_model']} (nproc {machine['nproc']}, Linux "
+    # Reports saved before the harness was shared name the CPU count "nproc".
+    cpus = machine.get("cpus", machine.get("nproc"))
+    sections = [f"Measured {meta['date']} on {machine['cpu_model']} (nproc {cpus}, Linux "
                 f"{machine['kernel']}, {machine['memory_gib']} GiB), Python {machine['python']}, "
                 f"{meta.get('reactor_http', 'reactor_http')}; "
                 f"server on CPU {meta['server_cpus'] or 'any (unpinned)'}, client on CPU "
@@ -1503,7 +1232,7 @@ def render_png(report, path):
         ("cpu_us_per_request", "server CPU per request, us", "log"),
     )
     figure, axes = pyplot.subplots(2, 3, figsize=(15, 8.4))
-    for axis, (key, title, scale) in zip(axes.flat, panels):
+    for axis, (key, title, scale) in zip(axes.flat, panels, strict=False):  # the sixth is the blocking one
         for (server, selector), server_rows in series.items():
             colour, marker = LINE_STYLES.get((server, selector), ("#555555", "x"))
             points = [(row["connections"], row.get(key)) for row in server_rows
@@ -1511,7 +1240,7 @@ def render_png(report, path):
             if not points:
                 continue
             label = SERVER_LABELS[server] + (f" ({selector})" if selector else "")
-            axis.plot(*zip(*points), marker=marker, color=colour, label=label, linewidth=1.6)
+            axis.plot(*zip(*points, strict=True), marker=marker, color=colour, label=label, linewidth=1.6)
             for row in server_rows:  # where the server held fewer than were asked for
                 if row["open_connections"] < 0.95 * row["connections"] and row.get(key):
                     axis.annotate(f"{row['open_connections']:,} held", (row["connections"], row[key]),
@@ -1533,7 +1262,7 @@ def render_png(report, path):
         for key, style in (("p99_ms", "-"), ("p50_ms", ":")):
             points = [(row["connections"], row[key]) for row in variants.get(variant, ()) if row.get(key)]
             if points:
-                axis.plot(*zip(*points), style, marker="o", color=colour,
+                axis.plot(*zip(*points, strict=True), style, marker="o", color=colour,
                           label=f"file work {variant}, {key[:3]}")
     axis.set_xscale("log")
     axis.set_yscale("log")
@@ -1556,23 +1285,10 @@ def render_png(report, path):
     return None
 
 
-def save_json(report, path):
-    with open(path, "w") as file:
-        json.dump(report, file, indent=1)
-        file.write("\n")
-
-
 def write_outputs(report, options, log):
-    print(report_tables(report))
-    if options.markdown:
-        with open(options.markdown, "w") as file:
-            file.write(report_tables(report, markdown=True))
     if options.csv:
         write_csv(report, options.csv)
-    if options.png:
-        problem = render_png(report, options.png)
-        if problem:
-            log(f"--png: {problem}")
+    write_report(report, report_tables, options.markdown, render_png, options.png, log)
     return 0
 
 
@@ -1739,8 +1455,7 @@ def main(argv=None):
     progress = Progress()
     log = progress.log
     if options.from_json:
-        with open(options.from_json) as file:
-            return write_outputs(json.load(file), options, log)
+        return write_outputs(load_json(options.from_json), options, log)
     if not sys.platform.startswith("linux"):
         log("concurrency_run.py: error: Linux only (epoll, /proc, taskset)")
         return 2
@@ -1760,7 +1475,7 @@ def main(argv=None):
     if client_cpus:
         # This process samples the server; keep it off the server's CPU.
         os.sched_setaffinity(0, parse_cpu_list(client_cpus))
-    soft, hard = raise_descriptor_limit()
+    soft = raise_descriptor_limit()
     wanted = options.steps + (options.blocking_steps if options.experiment != "ramp" else [])
     _, messages = steps_that_fit(sorted(set(wanted)), soft)
     for message in messages:

@@ -3,7 +3,7 @@
 
 Every flag lives in one place, ``reactor_http.server.settings.SETTINGS``; this script
 renders it as the Markdown table between the markers ``<!-- flags -->`` and
-``<!-- /flags -->`` in README.md. tests/test_settings.py fails when the
+``<!-- /flags -->`` in README.md. tests/server/test_settings.py fails when the
 committed table no longer matches, so the README cannot drift from the code.
 
     python3 scripts/flags_table.py            # rewrite the table in README.md
@@ -16,6 +16,8 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from harness.generated import write_or_check  # noqa: E402
 
 from reactor_http.server import settings  # noqa: E402
 
@@ -67,16 +69,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with open(README, encoding="utf-8") as file:
         text = file.read()
-    wanted = updated(text)
-    if args.check:
-        if wanted != text:
-            print(f"the flags table in {README} is out of date: run scripts/flags_table.py", file=sys.stderr)
-            return 1
-        return 0
-    with open(README, "w", encoding="utf-8") as file:
-        file.write(wanted)
-    print(f"wrote the flags table in {README}")
-    return 0
+    return write_or_check({README: updated(text)}, args.check, "scripts/flags_table.py")
 
 
 if __name__ == "__main__":

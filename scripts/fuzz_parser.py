@@ -9,15 +9,16 @@ input it checks that
 - nothing but ProtocolError escapes, and its status is one the parser documents;
 - each request handed out consumed bytes (the draining loop always ends);
 - a request's fields are consistent (kept bodies have their declared length);
-- the same bytes fed in one piece give the same requests, and then the same
-  leftover or an error, as when fed in the chosen pieces (splitting must not
-  change meaning).
+- the same bytes fed in one piece give the same requests (and bodies, when
+  kept), and then the same leftover or an error, as when fed in the chosen
+  pieces (splitting must not change meaning).
 
 The first bytes of an input are not HTTP: byte 0 chooses the limits, whether
-bodies are kept and whether a head memo is shared by the two runs (so the
-second run takes its requests from the memo and must still agree), byte 1 the
-number of split points, then two bytes per split point say where to cut the
-rest, which is the stream fed to the parser.
+bodies are kept (by the tests' CollectingParser, tests/support/parsing.py,
+whose body readers keep what they discard) and whether a head memo is shared
+by the two runs (so the second run takes its requests from the memo and must
+still agree), byte 1 the number of split points, then two bytes per split
+point say where to cut the rest, which is the stream fed to the parser.
 
 Before fuzzing it runs a growth check: a 16 KiB header section (and a trailer
 section, and chunk-size lines) fed one byte at a time must cost about 4x the
@@ -32,6 +33,7 @@ Usage:
     python3 scripts/fuzz_parser.py -max_total_time=300        # atheris: 5 minutes
     python3 scripts/fuzz_parser.py CORPUS_DIR -runs=1000000   # atheris, keeping a corpus
     python3 scripts/fuzz_parser.py --engine hypothesis --examples 200000
+    python3 scripts/fuzz_parser.py --engine hypothesis --seconds 30   # a short run
     python3 scripts/fuzz_parser.py --growth-only              # just the growth check
     python3 scripts/fuzz_parser.py --replay crash-1234abcd    # re-run one saved input
 
@@ -49,6 +51,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "tests"))  # for support.parsing
 
 try:
     import atheris
@@ -58,16 +61,15 @@ except ImportError:
 if atheris is not None:
     # Instrument the parser modules so libFuzzer sees which branches an input reaches.
     with atheris.instrument_imports(include=["reactor_http"]):
-        from reactor_http.http1 import fast_path as http_parser
         from reactor_http.http1.errors import ProtocolError
+        from reactor_http.http1.fast_path import HeadMemo
         from reactor_http.http1.parser import Request, RequestParser
 else:
-    from reactor_http.http1 import fast_path as http_parser
     from reactor_http.http1.errors import ProtocolError
+    from reactor_http.http1.fast_path import HeadMemo
     from reactor_http.http1.parser import Request, RequestParser
 
-# The memo of parsed heads a server's parsers share, where the parser has one.
-HeadMemo = getattr(http_parser, "HeadMemo", None)
+from support.parsing import CollectingParser, feed_in_chunks, split_at  # noqa: E402 (after the instrumented imports)
 
 # Every status the parser and body readers may raise.
 DOCUMENTED_STATUSES = {400, 413, 414, 417, 431, 505}
@@ -83,13 +85,16 @@ LIMIT_CHOICES = [
 ]
 MAX_SPLITS = 32
 
+# The hypothesis engine runs this many examples at a time, checking the time between batches.
+HYPOTHESIS_BATCH = 1000
+
 
 def decode_input(data):
     """(parser options, the stream, the offsets to cut it at) from a fuzz input."""
     if len(data) < 2:
         return {}, data, []
     options = dict(LIMIT_CHOICES[data[0] % len(LIMIT_CHOICES)], keep_bodies=bool(data[0] & 0x80))
-    if data[0] & 0x40 and HeadMemo is not None:
+    if data[0] & 0x40:
         options["memo"] = HeadMemo()
     count = data[1] % (MAX_SPLITS + 1)
     header_end = 2 + 2 * count
@@ -102,59 +107,65 @@ def decode_input(data):
     return options, stream, sorted(point for point in points if point > 0)
 
 
-def summarize(request):
-    """The fields of a Request, for comparing two parses."""
-    body = None if request.body is None else bytes(request.body)
+def summarize(request, body):
+    """The fields of a Request and its kept body (None if not kept), for
+    comparing two parses."""
     return (request.method, request.target, request.version, tuple(sorted(request.headers.items())),
             request.keep_alive, request.content_length, request.chunked, request.has_body,
-            request.expects_continue, request.body_unread, body)
+            request.expects_continue, None if body is None else bytes(body))
 
 
-def check_request(request, options):
-    """Invariants every handed-out request must satisfy."""
+def check_request(request, body, options):
+    """Invariants every handed-out request (and its kept body, if any) must satisfy."""
+    max_body = options.get("max_body", 1024 * 1024)
     assert isinstance(request, Request), request
     assert all(isinstance(name, str) and name == name.lower() for name in request.headers), request.headers
     assert request.has_body == (request.chunked or bool(request.content_length)), request
     assert not (request.chunked and request.content_length is not None), request
-    assert request.body_unread == request.expects_continue, request
+    # Only an HTTP/1.1 request with a body can wait for 100 Continue (RFC 9110 §10.1.1).
+    assert not request.expects_continue or (request.has_body and request.version != "HTTP/1.0"), request
     if request.content_length is not None:
-        assert request.content_length <= options.get("max_body", 1024 * 1024), request
-    if options.get("keep_bodies") and request.has_body and not request.body_unread:
+        assert request.content_length <= max_body, request
+    if body is not None:
+        assert request.has_body, request
         if request.content_length is not None:
-            assert len(request.body) == request.content_length, (request, len(request.body))
-        assert len(request.body) <= options.get("max_body", 1024 * 1024), request
+            # All of it by the time the request is handed out, or, when it
+            # is handed out before its body, what has arrived of it since.
+            assert len(body) == request.content_length or (
+                request.expects_continue and len(body) < request.content_length), (request, len(body))
+        assert len(body) <= max_body, request
 
 
 def run(chunks, options):
     """Feed chunks, draining requests after each. Returns (summaries, error
     status or None, bytes left buffered). Only ProtocolError may escape the
     parser; anything else propagates and is the bug being hunted."""
-    parser = RequestParser(**options)
+    options = dict(options)
+    parser = CollectingParser(**options) if options.pop("keep_bodies", False) else RequestParser(**options)
     requests = []
+    status = None
     try:
-        for chunk in chunks:
-            parser.feed(chunk)
-            while True:
-                before = parser.buffered
-                request = parser.next_request()
-                if request is None:
-                    break
-                # A request that consumed nothing would make this loop spin forever.
-                assert parser.buffered < before, (request, before, parser.buffered)
-                check_request(request, options)
-                requests.append(summarize(request))
+        feed_in_chunks(parser, chunks, requests)  # checks that each request consumed bytes
     except ProtocolError as error:
         assert error.status in DOCUMENTED_STATUSES, (error.status, error.detail)
         assert isinstance(error.detail, str) and error.detail, error
         parser.first_line()  # the access log reads it after an error; it must not fail
-        return requests, error.status, None
-    return requests, None, parser.buffered
+        status = error.status
+    # Each request with a body began one, in order (a body begun after the
+    # last request is the one an error cut short).
+    bodies = iter(parser.bodies) if isinstance(parser, CollectingParser) else None
+    summaries = []
+    for request in requests:
+        body = next(bodies) if bodies is not None and request.has_body else None
+        check_request(request, body, options)
+        summaries.append(summarize(request, body))
+    return summaries, status, None if status is not None else parser.buffered
 
 
 def check_one_input(data):
     """The fuzz target: one input, every check."""
     options, stream, points = decode_input(data)
-    chunks = [stream[start:end] for start, end in zip([0] + points, points + [len(stream)])]
+    chunks = split_at(stream, points)
     split_requests, split_status, split_left = run(chunks, options)
     whole_requests, whole_status, whole_left = run([stream], options)
     # Splitting the stream must not change what it means: the same requests,
@@ -338,21 +349,24 @@ def run_hypothesis(examples, seconds):
     started = time.monotonic()
     count = 0
 
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(inputs)
     def fuzz(data):
         nonlocal count
         count += 1
-        if seconds and time.monotonic() - started > seconds:
-            return
         try:
             check_one_input(data)
         except Exception:
             print(f"crash input: {data!r}", flush=True)
             raise
 
-    fuzz()
+    # Hypothesis has no time budget of its own: run it in batches until the
+    # examples are done or the time is up (--seconds is then a real limit).
+    while count < examples and not (seconds and time.monotonic() - started > seconds):
+        before = count
+        batch = settings(max_examples=min(HYPOTHESIS_BATCH, examples - count), deadline=None, database=None,
+                         suppress_health_check=list(HealthCheck))(given(inputs)(fuzz))
+        batch()
+        if count == before:
+            break  # nothing more to draw
     print(f"hypothesis: {count} executions in {time.monotonic() - started:.0f} s, no crash", flush=True)
 
 
@@ -366,7 +380,7 @@ def main():
     parser.add_argument("--examples", type=int, default=1_000_000,
                         help="hypothesis engine: number of inputs (default 1000000)")
     parser.add_argument("--seconds", type=float, default=0,
-                        help="hypothesis engine: stop after this long (default: no limit)")
+                        help="hypothesis engine: stop after about this long (default: no limit)")
     parser.add_argument("--growth-only", action="store_true", help="run the growth check and exit")
     parser.add_argument("--skip-growth", action="store_true", help="do not run the growth check first")
     parser.add_argument("--replay", metavar="FILE", nargs="+", help="run the checks on saved inputs and exit")

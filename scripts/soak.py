@@ -1,784 +1,71 @@
 #!/usr/bin/env python3
-"""Reliability harness for reactor_http: a soak under mixed load, an integrity
-check of whole files and byte ranges, and the table of the faults tested.
+"""The soak: reactor_http under a long mixed load, every response verified, its resources watched.
 
-    python3 scripts/soak.py --requests 20000        # the soak (or --seconds 900)
-    python3 scripts/soak.py integrity               # 200 clients, sendfile and --no-sendfile
-    python3 scripts/soak.py faults                  # runs the fault tests, prints their table
+    python3 scripts/soak.py --requests 20000        # or --seconds 900
+    python3 scripts/soak.py --seconds 120 --server-arg=--no-sendfile
 
-Every mode checks every response against the files on disk: the status, the
-framing (Content-Length), and the body byte for byte (sha256 for a whole file,
-the exact slice for a range, and for a multipart/byteranges body each part
-against its own Content-Range). A fast wrong answer counts as an error, never
-as a request served.
+It starts ``python -m reactor_http --quiet`` on a tree of files it writes (or
+drives a server already running on this machine: --url, with the --root that
+server serves), runs client processes with several threads each, and samples
+the server once a second with psutil: open descriptors, threads, resident
+memory. The load mixes small and large files, 404s, redirects, single and
+multi ranges, conditional requests, pipelined batches, HTTP/1.0 and
+Connection: close, abrupt disconnects by FIN and RST, and slow readers; every
+response is checked against the files on disk (harness.verify): the status,
+the framing, and the body byte for byte. A fast wrong answer counts as an
+error, never as a request served.
 
-The soak starts ``python -m reactor_http --quiet`` on a tree of files it writes
-(or drives a server already running on this machine: --url, with the --root
-that server serves), runs client processes with several threads each, and
-samples the server once a second with psutil: open descriptors, threads,
-resident memory. After a warm-up it takes a baseline; at the end it checks that
-the descriptors came back to it, that the threads never exceeded the loop plus
-the executor's pool, and that memory stayed within --rss-growth-mib. It prints
-a table and can write JSON (--json). Exit status 0 when every check held, 1
-otherwise, 2 for bad arguments.
+After a warm-up it takes a baseline; at the end it checks that the
+descriptors came back to it, that the threads never exceeded the loop plus
+the executor's pool, and that memory stayed within --rss-growth-mib. It
+prints a table and can write JSON (--json). Exit status 0 when every check
+held, 1 otherwise, 2 for bad arguments.
 
 Traffic goes to loopback addresses only: --url must name this machine.
 
-The verifying client (``ClientConnection``, ``check_*``) and the integrity run
-(``run_integrity``) are imported by tests/test_integrity.py and
-tests/test_soak.py, so the tests and this script check bytes the same way.
+The integrity check of whole files and ranges under 200 clients is
+scripts/integrity.py; the table of the faults tested is scripts/faults.py.
+tests/e2e/test_soak.py runs a short soak.
 """
 
 import argparse
 import concurrent.futures
-import hashlib
 import ipaddress
-import json
-import mmap
 import multiprocessing
 import os
 import random
-import re
 import shutil
-import signal
 import socket
-import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-# The server's own thresholds, so the integrity tree sits exactly on them.
-from reactor_http.connection.writer import CHUNK_BYTES, SENDFILE_BYTES  # noqa: E402
-from reactor_http.static.files import SMALL_FILE_BYTES  # noqa: E402
-
-KIB = 1024
-MIB = 1024 * KIB
-
-RECEIVE_BYTES = 256 * KIB
-MAX_HEAD_BYTES = 64 * KIB
-SOCKET_TIMEOUT_SECONDS = 60.0
-
-
-# -- the wire: one client connection, responses read exactly as framed ----------------------
-
-
-class Mismatch(Exception):
-    """A response that is not what its request must get. Counted as an error."""
-
-
-class Head:
-    """A response's status line and header fields (names in lower case)."""
-
-    __slots__ = ("status", "reason", "headers")
-
-    def __init__(self, status, reason, headers):
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-
-    def __repr__(self):
-        return f"Head({self.status} {self.reason}, {self.headers})"
-
-
-class ClientConnection:
-    """A blocking client socket and the bytes read from it that no response
-    has used yet (pipelined responses arrive back to back)."""
-
-    def __init__(self, host, port, timeout=SOCKET_TIMEOUT_SECONDS, receive_buffer=None):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            if receive_buffer:
-                # Before connect: the receive buffer sets the window the server may fill.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-            sock.settimeout(timeout)
-            sock.connect((host, port))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-        self.buffer = bytearray()
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        data = self.sock.recv(RECEIVE_BYTES)
-        if not data:
-            raise Mismatch(f"the server closed the connection mid-response "
-                           f"(unparsed: {bytes(self.buffer[:80])!r})")
-        self.buffer += data
-
-    def read_head(self):
-        """The next response head, parsed strictly: HTTP/1.1, CRLF lines, no repeated field."""
-        searched = 0
-        while True:
-            end = self.buffer.find(b"\r\n\r\n", max(0, searched - 3))
-            if end >= 0:
-                break
-            searched = len(self.buffer)
-            if searched > MAX_HEAD_BYTES:
-                raise Mismatch("a response head longer than 64 KiB")
-            self._fill()
-        lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-        del self.buffer[:end + 4]
-        parts = lines[0].split(" ", 2)
-        if len(parts) != 3 or parts[0] != "HTTP/1.1" or not parts[1].isdigit():
-            raise Mismatch(f"bad status line {lines[0]!r}")
-        headers = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            name = name.lower()
-            if not colon or name != name.strip():
-                raise Mismatch(f"bad header line {line!r}")
-            if name in headers:
-                raise Mismatch(f"repeated header field {name!r}")
-            headers[name] = value.strip(" \t")
-        return Head(int(parts[1]), parts[2], headers)
-
-    def read_body(self, length):
-        """Exactly ``length`` body bytes, received straight into one buffer."""
-        body = bytearray(length)
-        view = memoryview(body)
-        have = min(length, len(self.buffer))
-        view[:have] = self.buffer[:have]
-        del self.buffer[:have]
-        while have < length:
-            received = self.sock.recv_into(view[have:], min(length - have, 4 * MIB))
-            if not received:
-                raise Mismatch(f"the server closed after {have} of {length} body bytes")
-            have += received
-        return body
-
-    def read_response(self, method="GET"):
-        """(Head, body). The body length comes from Content-Length, which every
-        response with content must carry (this server never sends chunked)."""
-        head = self.read_head()
-        status = head.status
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            return head, b""
-        length = head.headers.get("content-length")
-        if length is None or not length.isdigit():
-            raise Mismatch(f"{status} response without a valid Content-Length: {head.headers}")
-        return head, self.read_body(int(length))
-
-    def read_until_closed(self, limit):
-        """Bytes until the server closes or resets (at most ``limit``): what a
-        client gets of a response that the server cut short."""
-        data = bytearray(self.buffer)
-        self.buffer.clear()
-        try:
-            while len(data) < limit:
-                chunk = self.sock.recv(RECEIVE_BYTES)
-                if not chunk:
-                    break
-                data += chunk
-        except ConnectionResetError:
-            pass
-        return data
-
-    def closed_by_server(self):
-        """True when the server closes with no bytes after the last response."""
-        if self.buffer:
-            raise Mismatch(f"bytes after the last response: {bytes(self.buffer[:80])!r}")
-        try:
-            data = self.sock.recv(1)
-        except ConnectionResetError:
-            return True
-        except socket.timeout:
-            return False
-        if data:
-            raise Mismatch(f"bytes after the last response: {data!r}")
-        return True
-
-    def reset(self):
-        """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        self.sock.close()
-
-    def close(self):
-        self.sock.close()
-
-
-def request_bytes(method, url, extra_fields=(), version="HTTP/1.1"):
-    """The bytes of a request with no body."""
-    lines = [f"{method} {url} {version}", "Host: soak"]
-    lines.extend(extra_fields)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-# -- byte ranges ----------------------------------------------------------------------------
-
-# A range spec is (first, last) for "first-last", (first, None) for "first-",
-# or (None, count) for the suffix "-count" (RFC 9110 §14.1.1).
-
-
-def range_field(specs):
-    text = ",".join(f"{'' if first is None else first}-{'' if last is None else last}"
-                    for first, last in specs)
-    return f"Range: bytes={text}"
-
-
-def resolve_spec(spec, size):
-    """The inclusive (first, last) a satisfiable spec selects from ``size`` bytes (§14.1.2)."""
-    first, last = spec
-    if first is None:
-        return max(0, size - last), size - 1
-    return first, size - 1 if last is None else min(last, size - 1)
-
-
-def merge_intervals(intervals):
-    """Sorted, with overlapping and adjacent intervals joined."""
-    merged = []
-    for first, last in sorted(intervals):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], last)
-        else:
-            merged.append([first, last])
-    return [tuple(interval) for interval in merged]
-
-
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-
-
-def parse_content_range(value, size):
-    match = _CONTENT_RANGE.fullmatch(value or "")
-    if match is None:
-        raise Mismatch(f"bad Content-Range {value!r}")
-    first, last, total = map(int, match.groups())
-    if total != size or not first <= last < size:
-        raise Mismatch(f"Content-Range {value!r} does not fit a {size}-byte file")
-    return first, last
-
-
-def parse_multipart(body, boundary, size):
-    """The parts of a multipart/byteranges body (RFC 9110 §14.6, RFC 2046 §5.1.1)
-    as (first, last, data) in order. Each part is cut by its own Content-Range,
-    never by searching for the boundary, so file bytes that happen to look like
-    a delimiter cannot confuse it."""
-    delimiter = b"--" + boundary.encode("latin-1")
-    view = memoryview(body)
-    position = 0
-    parts = []
-    while True:
-        # Every delimiter but an optional first one follows a CRLF.
-        if body.startswith(b"\r\n", position):
-            position += 2
-        elif parts:
-            raise Mismatch(f"no CRLF before a delimiter at byte {position}")
-        if not body.startswith(delimiter, position):
-            raise Mismatch(f"expected the boundary at byte {position}")
-        position += len(delimiter)
-        if body.startswith(b"--", position):
-            if body[position + 2:] not in (b"", b"\r\n"):
-                raise Mismatch("bytes after the closing delimiter")
-            if not parts:
-                raise Mismatch("a multipart body with no part")
-            return parts
-        if not body.startswith(b"\r\n", position):
-            raise Mismatch(f"no CRLF after a delimiter at byte {position}")
-        position += 2
-        head_end = body.find(b"\r\n\r\n", position)
-        if head_end < 0:
-            raise Mismatch("a part head without its end")
-        fields = {}
-        for line in bytes(body[position:head_end]).decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            fields[name.strip().lower()] = value.strip()
-        first, last = parse_content_range(fields.get("content-range"), size)
-        position = head_end + 4
-        end = position + last - first + 1
-        if end > len(body):
-            raise Mismatch("a part longer than the body")
-        parts.append((first, last, view[position:end]))
-        position = end
-
-
-def check_partial(head, body, specs, content, size):
-    """Assert a 206 carries exactly the requested ranges of ``content``, as one
-    Content-Range or as multipart parts, each byte equal to the file's.
-    Returns the parts as (first, last)."""
-    if head.status != 206:
-        raise Mismatch(f"status {head.status} for a satisfiable Range, expected 206")
-    content_type = head.headers.get("content-type", "")
-    if content_type.startswith("multipart/byteranges"):
-        match = re.search(r"boundary=([^;\s]+)", content_type)
-        if match is None or "content-range" in head.headers:
-            raise Mismatch(f"bad multipart head {head.headers}")
-        parts = parse_multipart(body, match.group(1).strip('"'), size)
-    else:
-        first, last = parse_content_range(head.headers.get("content-range"), size)
-        parts = [(first, last, memoryview(body))]
-    for first, last, data in parts:
-        if len(data) != last - first + 1 or data != content[first:last + 1]:
-            raise Mismatch(f"the bytes of range {first}-{last} differ from the file's")
-    wanted = [resolve_spec(spec, size) for spec in specs]
-    got = [(first, last) for first, last, _ in parts]
-    if merge_intervals(got) != merge_intervals(wanted):
-        raise Mismatch(f"ranges {got} sent for {wanted} asked")
-    if len(merge_intervals(wanted)) == len(wanted) and got != wanted:
-        # Nothing to coalesce: the parts come in the order asked (RFC 9110 §15.3.7.2).
-        raise Mismatch(f"ranges {got} sent in another order than asked {wanted}")
-    return got
-
-
-def check_whole(head, body, site_file, method="GET"):
-    """Assert a 200 with the whole file: Content-Length, then every byte (sha256).
-    Returns the number of file bytes checked."""
-    if head.status != 200:
-        raise Mismatch(f"status {head.status} for {site_file.url}, expected 200")
-    if head.headers.get("content-length") != str(site_file.size):
-        raise Mismatch(f"Content-Length {head.headers.get('content-length')} for a "
-                       f"{site_file.size}-byte file {site_file.url}")
-    if head.headers.get("accept-ranges") != "bytes" or "etag" not in head.headers:
-        raise Mismatch(f"file response without Accept-Ranges or ETag: {head.headers}")
-    if method == "HEAD":
-        return 0
-    if len(body) != site_file.size or hashlib.sha256(body).digest() != site_file.sha256:
-        raise Mismatch(f"the body of {site_file.url} differs from the file (sha256)")
-    return site_file.size
-
-
-def check_error(head, body, status):
-    """Assert one of the server's short plain-text errors, e.g. "404 Not Found\\n".
-    Returns 0: no file bytes in it."""
-    if head.status != status:
-        raise Mismatch(f"status {head.status}, expected {status}")
-    if not body.startswith(f"{status} ".encode()) or not body.endswith(b"\n"):
-        raise Mismatch(f"error body {bytes(body[:80])!r}")
-    return 0
-
-
-# -- the files served -----------------------------------------------------------------------
-
-
-class SiteFile:
-    """A file of a test tree: its URL, size and sha256, and its bytes, mapped
-    from disk on first use (the file is the truth the responses are checked against)."""
-
-    def __init__(self, root, relative, sha256=None):
-        self.relative = relative
-        self.path = os.path.join(root, relative)
-        self.url = "/" + urllib.parse.quote(relative)
-        self.size = os.path.getsize(self.path)
-        self._content = None
-        self._sha256 = sha256
-
-    @property
-    def content(self):
-        if self._content is None:
-            if self.size == 0:
-                self._content = b""
-            else:
-                with open(self.path, "rb") as file:
-                    self._content = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        return self._content
-
-    @property
-    def sha256(self):
-        if self._sha256 is None:
-            self._sha256 = hashlib.sha256(self.content).digest()
-        return self._sha256
-
-    def describe(self):
-        return {"path": self.relative, "size": self.size, "sha256": self.sha256.hex()}
-
-
-def write_random_file(path, size, rng):
-    """``size`` random bytes from ``rng`` (seeded: the same tree every run).
-    Random, not zeros: a byte from the wrong offset must not look right."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    digest = hashlib.sha256()
-    with open(path, "wb") as file:
-        remaining = size
-        while remaining:
-            block = rng.randbytes(min(remaining, 4 * MIB))
-            digest.update(block)
-            file.write(block)
-            remaining -= len(block)
-    return digest.digest()
-
-
-# The sizes on either side of every threshold the server has: 64 KiB is the
-# largest file read into memory (and cached), above it sendfile; the portable
-# path reads 256 KiB chunks; sendfile is asked for at most 4 MiB per call.
-def boundary_sizes():
-    sizes = {0, 1, 2, 4095, 4096}
-    for threshold in (SMALL_FILE_BYTES, CHUNK_BYTES, 2 * CHUNK_BYTES, SENDFILE_BYTES):
-        sizes.update((threshold - 1, threshold, threshold + 1))
-    return sorted(sizes)
-
-
-INTEGRITY_LARGEST_BYTES = 50 * MIB
-
-
-def build_integrity_tree(root, seed=20240601, random_files=10):
-    """Write the integrity tree under ``root``: every boundary size, a 50 MiB
-    file, and ``random_files`` more of random sizes, spread over nested
-    directories (one name needs percent-encoding). Returns [SiteFile]."""
-    rng = random.Random(seed)
-    sizes = boundary_sizes() + [INTEGRITY_LARGEST_BYTES]
-    sizes += [rng.randrange(0, SMALL_FILE_BYTES) for _ in range(random_files // 2)]
-    sizes += [rng.randrange(SMALL_FILE_BYTES + 1, 12 * MIB) for _ in range(random_files - random_files // 2)]
-    files = []
-    for number, size in enumerate(sizes):
-        directory = ("a", "a/b", "a/b/c", "d")[number % 4]
-        name = f"file {number:02d} é.bin" if number == 7 else f"file-{number:02d}-{size}.bin"
-        relative = f"{directory}/{name}"
-        digest = write_random_file(os.path.join(root, relative), size, rng)
-        files.append(SiteFile(root, relative, digest))
-    return files
-
-
-def boundary_offsets(size):
-    """Offsets inside a file where the server changes how it sends: a range
-    that includes bytes offset-1 and offset crosses that seam."""
-    offsets = {SMALL_FILE_BYTES, CHUNK_BYTES, 2 * CHUNK_BYTES, SENDFILE_BYTES, 2 * SENDFILE_BYTES,
-               size - 1, size // 2}
-    return sorted(offset for offset in offsets if 0 < offset < size)
-
-
-# -- the integrity run: many clients at once, every byte checked ------------------------------
-
-
-class PlannedRequest:
-    """One request of the integrity plan: whole (specs None) or ranges."""
-
-    __slots__ = ("method", "file", "specs")
-
-    def __init__(self, method, site_file, specs=None):
-        self.method = method
-        self.file = site_file
-        self.specs = specs
-
-    def wire(self, close=False):
-        fields = [range_field(self.specs)] if self.specs else []
-        if close:
-            fields.append("Connection: close")
-        return request_bytes(self.method, self.file.url, fields)
-
-    @property
-    def kind(self):
-        if self.method == "HEAD":
-            return "head"
-        if self.specs is None:
-            return "whole"
-        return "range" if len(self.specs) == 1 else "multirange"
-
-
-def _range_across(rng, offset, size):
-    """A range that includes bytes offset-1 and offset."""
-    return max(0, offset - 1 - rng.randrange(0, 3000)), min(size - 1, offset + rng.randrange(0, 3000))
-
-
-def _disjoint_ranges(rng, size, count):
-    """Up to ``count`` ranges with gaps between them, in a random order."""
-    if size < 4 * count:
-        return [(0, size - 1)]
-    cuts = sorted(rng.sample(range(size), 2 * count))
-    ranges = []
-    for first, last in zip(cuts[0::2], cuts[1::2]):
-        if not ranges or first > ranges[-1][1] + 1:
-            ranges.append((first, min(last, first + 256 * KIB)))
-    rng.shuffle(ranges)
-    return ranges
-
-
-def integrity_plan(files, clients, seed, big_whole_fetches=8):
-    """Each client's connections: lists of (PlannedRequest, ...) with a pipelined
-    flag and a close flag. Every file is fetched whole at least once; every
-    seam (boundary_offsets) of every file is crossed by a single range and by a
-    multipart request; the largest file is fetched whole by several clients at
-    once; the rest is random whole, HEAD and range requests."""
-    rng = random.Random(seed)
-    requests = []
-    largest = max(files, key=lambda site_file: site_file.size)
-    for site_file in files:
-        requests.append(PlannedRequest("GET", site_file))
-        size = site_file.size
-        if size == 0:
-            continue
-        seams = boundary_offsets(size)
-        for offset in seams:
-            requests.append(PlannedRequest("GET", site_file, [_range_across(rng, offset, size)]))
-        if len(seams) >= 2:
-            specs = merge_intervals(_range_across(rng, offset, size) for offset in seams)
-            rng.shuffle(specs)
-            requests.append(PlannedRequest("GET", site_file, specs[:MAX_PARTS]))
-        requests.append(PlannedRequest("GET", site_file, [(None, rng.randrange(1, min(size, 100 * KIB) + 1))]))
-        first = max(0, size - rng.randrange(1, 200 * KIB))
-        requests.append(PlannedRequest("GET", site_file, [(first, None)]))
-    requests.extend(PlannedRequest("GET", largest) for _ in range(big_whole_fetches - 1))
-    # Random extras: whole small and mid-sized files (up to 1 MiB, so the byte
-    # total stays moderate) and ranges of any file but the largest.
-    modest = [site_file for site_file in files if site_file.size <= 12 * MIB]
-    up_to_a_mebibyte = [site_file for site_file in files if site_file.size <= MIB]
-    while len(requests) < clients * 8:
-        site_file = rng.choice(modest)
-        roll = rng.random()
-        if roll < 0.4 or site_file.size == 0:
-            site_file = rng.choice(up_to_a_mebibyte)
-            requests.append(PlannedRequest("HEAD" if roll < 0.05 else "GET", site_file))
-        elif roll < 0.7:
-            requests.append(PlannedRequest("GET", site_file, [_disjoint_ranges(rng, site_file.size, 1)[0]]))
-        else:
-            requests.append(PlannedRequest("GET", site_file,
-                                           _disjoint_ranges(rng, site_file.size, rng.randrange(2, 6))))
-    rng.shuffle(requests)
-    # The big whole fetches go to distinct clients, first in line, so they overlap.
-    big = [request for request in requests if request.file is largest and request.kind == "whole"]
-    rest = [request for request in requests if not (request.file is largest and request.kind == "whole")]
-    per_client = [[] for _ in range(clients)]
-    for number, request in enumerate(big):
-        per_client[number * (clients // max(1, len(big))) % clients].append(request)
-    for number, request in enumerate(rest):
-        per_client[number % clients].append(request)
-    plans = []
-    for client_requests in per_client:
-        connections = []
-        position = 0
-        while position < len(client_requests):
-            count = rng.randrange(1, 6)
-            batch = client_requests[position:position + count]
-            position += count
-            connections.append({"requests": batch, "pipelined": rng.random() < 0.35,
-                                "close": rng.random() < 0.25})
-        plans.append(connections)
-    return plans
-
-
-MAX_PARTS = 8
-
-
-class Tally:
-    """What one client verified, merged into the run's result at the end."""
-
-    def __init__(self):
-        self.responses = 0
-        self.bytes_verified = 0
-        self.kinds = {}
-        self.whole_files = set()
-        self.seams = set()         # (url, offset) crossed by a verified range
-        self.errors = []
-
-    def count(self, kind, body_bytes):
-        self.responses += 1
-        self.bytes_verified += body_bytes
-        self.kinds[kind] = self.kinds.get(kind, 0) + 1
-
-    def merge(self, other):
-        self.responses += other.responses
-        self.bytes_verified += other.bytes_verified
-        for kind, number in other.kinds.items():
-            self.kinds[kind] = self.kinds.get(kind, 0) + number
-        self.whole_files |= other.whole_files
-        self.seams |= other.seams
-        self.errors.extend(other.errors)
-
-
-def _verify_planned(request, head, body, tally):
-    site_file = request.file
-    if request.specs is None:
-        checked = check_whole(head, body, site_file, request.method)
-        if request.method == "GET":
-            tally.whole_files.add(site_file.url)
-    else:
-        got = check_partial(head, body, request.specs, site_file.content, site_file.size)
-        checked = sum(last - first + 1 for first, last in got)
-        for offset in boundary_offsets(site_file.size):
-            if any(first <= offset - 1 and offset <= last for first, last in got):
-                tally.seams.add((site_file.url, offset))
-    tally.count(request.kind, checked)
-
-
-def _run_integrity_client(host, port, connections, start, tally):
-    start.wait()
-    for plan in connections:
-        requests, close = plan["requests"], plan["close"]
-        try:
-            connection = ClientConnection(host, port)
-        except OSError as error:
-            tally.errors.append(f"connect: {error!r}")
-            continue
-        try:
-            wires = [request.wire(close=close and number == len(requests) - 1)
-                     for number, request in enumerate(requests)]
-            if plan["pipelined"]:
-                connection.send(b"".join(wires))  # all at once; answers must come in order
-            for number, request in enumerate(requests):
-                if not plan["pipelined"]:
-                    connection.send(wires[number])
-                head, body = connection.read_response(request.method)
-                _verify_planned(request, head, body, tally)
-            if close:
-                if head.headers.get("connection") != "close" or not connection.closed_by_server():
-                    raise Mismatch("Connection: close was asked and the server kept the connection")
-        except (Mismatch, OSError) as error:
-            tally.errors.append(f"{[r.kind + ' ' + r.file.url for r in requests]}: {error}")
-        finally:
-            connection.close()
-
-
-def run_integrity(host, port, files, clients=200, seed=1, big_whole_fetches=8):
-    """Run the integrity plan with ``clients`` threads released together.
-    Returns a dict: responses, bytes_verified, kinds, whole_files, seams,
-    seams_expected, errors, seconds."""
-    plans = integrity_plan(files, clients, seed, big_whole_fetches)
-    start = threading.Barrier(clients)
-    tallies = [Tally() for _ in range(clients)]
-    threads = [threading.Thread(target=_run_integrity_client, args=(host, port, plan, start, tally),
-                                name=f"integrity-client-{number}", daemon=True)
-               for number, (plan, tally) in enumerate(zip(plans, tallies))]
-    began = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
-    total = Tally()
-    for tally in tallies:
-        total.merge(tally)
-    stuck = [thread.name for thread in threads if thread.is_alive()]
-    if stuck:
-        total.errors.append(f"clients still running after 300 s: {stuck[:5]}")
-    expected_seams = {(site_file.url, offset) for site_file in files
-                      for offset in boundary_offsets(site_file.size)}
-    every_connection = [plan for connections in plans for plan in connections]
-    return {
-        "clients": clients,
-        "requests_planned": sum(len(plan["requests"]) for plan in every_connection),
-        "connections": len(every_connection),
-        "pipelined_connections": sum(plan["pipelined"] and len(plan["requests"]) > 1
-                                     for plan in every_connection),
-        "closing_connections": sum(plan["close"] for plan in every_connection),
-        "responses": total.responses,
-        "bytes_verified": total.bytes_verified,
-        "kinds": dict(sorted(total.kinds.items())),
-        "whole_files": sorted(total.whole_files),
-        "seams_verified": len(total.seams & expected_seams),
-        "seams_expected": len(expected_seams),
-        "seams_missing": sorted(expected_seams - total.seams)[:20],
-        "errors": total.errors,
-        "seconds": round(time.monotonic() - began, 2),
-    }
-
-
-# -- starting and watching a server ---------------------------------------------------------
-
-_BANNER = re.compile(r"Serving (.+) at http://(\[[^\]]+\]|[^:/]+):(\d+)/")
-
-
-class ServerUnderTest:
-    """``python -m reactor_http --port 0 --quiet`` in a subprocess, its stderr kept."""
-
-    def __init__(self, root, flags=(), env=None):
-        command = [sys.executable, "-m", "reactor_http", "--port", "0", "--root", root, "--quiet", *flags]
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            path for path in (REPO, environment.get("PYTHONPATH")) if path)
-        environment["PYTHONUNBUFFERED"] = "1"
-        environment.update(env or {})
-        self.flags = list(flags)
-        self.process = subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.stderr_lines = []
-        self._stderr_reader = threading.Thread(target=self._pump_stderr, daemon=True)
-        self._stderr_reader.start()
-        banner = self.process.stdout.readline()
-        match = _BANNER.search(banner)
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"the server did not start: {banner!r} {''.join(self.stderr_lines)}")
-        # --quiet: nothing more comes on stdout but "Stopped."; drain it anyway.
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()
-        self.host = match.group(2).strip("[]")
-        self.port = int(match.group(3))
-        self.pid = self.process.pid
-
-    def _pump_stderr(self):
-        for line in self.process.stderr:
-            self.stderr_lines.append(line)
-
-    def alive(self):
-        return self.process.poll() is None
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._stderr_reader.join(5)
-        return self.process.returncode
-
-
-def socket_descriptor_count(pid):
-    """How many of a process's descriptors are sockets (listeners included)."""
-    count = 0
-    directory = f"/proc/{pid}/fd"
-    for name in os.listdir(directory):
-        try:
-            count += os.readlink(os.path.join(directory, name)).startswith("socket:")
-        except OSError:
-            pass  # closed while we looked
-    return count
-
-
-def descriptor_targets(pid):
-    """What a process's descriptors point at, counted: "socket", "pipe",
-    "anon_inode:[eventpoll]", or a file's path. For a report that says what leaked."""
-    counts = {}
-    directory = f"/proc/{pid}/fd"
-    for name in os.listdir(directory):
-        try:
-            target = os.readlink(os.path.join(directory, name))
-        except OSError:
-            continue
-        kind = target.split(":[")[0] if target.startswith(("socket:", "pipe:")) else target
-        counts[kind] = counts.get(kind, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-class Sampler(threading.Thread):
-    """Samples a process once a second: open descriptors, threads, RSS."""
-
-    def __init__(self, process, interval=1.0):
-        super().__init__(name="sampler", daemon=True)
-        self.process = process
-        self.interval = interval
-        self.samples = []  # (seconds since start, fds, threads, rss bytes)
-        self._stop_event = threading.Event()
-        self._began = time.monotonic()
-
-    def sample(self):
-        with self.process.oneshot():
-            reading = (round(time.monotonic() - self._began, 2), self.process.num_fds(),
-                       self.process.num_threads(), self.process.memory_info().rss)
-        self.samples.append(reading)
-        return reading
-
-    def run(self):
-        while not self._stop_event.wait(self.interval):
-            try:
-                self.sample()
-            except Exception:  # the server died: the checks after the run will say so
-                return
-
-    def stop(self):
-        self._stop_event.set()
-        self.join(10)
+from harness.http import ClientConnection, Mismatch, request_bytes
+from harness.report import KIB, MIB, format_size, render_table, save_json
+from harness.sampling import ProcessSampler, descriptor_targets, socket_descriptor_count
+from harness.server import serve_quietly
+from harness.verify import (
+    SiteFile,
+    Tally,
+    check_error,
+    check_partial,
+    check_whole,
+    disjoint_ranges,
+    range_field,
+    write_random_file,
+)
+
+# The server's own thresholds, so the soak's files sit on both sides of them.
+from reactor_http.connection.writer import CHUNK_BYTES, SENDFILE_BYTES
+from reactor_http.static.files import SMALL_FILE_BYTES
+
+# The server is sampled once a second during the load.
+SAMPLE_SECONDS = 1.0
+
+
+# -- the server's resources -------------------------------------------------------------------
 
 
 def settle(process, listeners, timeout=30.0):
@@ -885,11 +172,11 @@ class SoakClient:
             if site_file.size == 0:
                 site_file = rng.choice(self.nonempty_small)
             if kind == "multirange":
-                specs = _disjoint_ranges(rng, site_file.size, rng.randrange(2, 6))
+                specs = disjoint_ranges(rng, site_file.size, rng.randrange(2, 6))
             elif rng.random() < 0.2:
                 specs = [(None, rng.randrange(1, site_file.size + 1))]
             else:
-                specs = [_disjoint_ranges(rng, site_file.size, 1)[0]]
+                specs = [disjoint_ranges(rng, site_file.size, 1)[0]]
             wire = request_bytes("GET", site_file.url, [range_field(specs)])
 
             def check_range(head, body):
@@ -937,7 +224,7 @@ class SoakClient:
 
     def _persistent(self):
         if self.connection is None:
-            self.connection = ClientConnection(self.host, self.port)
+            self.connection = ClientConnection.connect(self.host, self.port)
         return self.connection
 
     def _drop_persistent(self):
@@ -989,7 +276,7 @@ class SoakClient:
             wire = wire.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
         else:
             wire = wire.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
-        connection = ClientConnection(self.host, self.port)
+        connection = ClientConnection.connect(self.host, self.port)
         try:
             connection.send(wire)
             # The server answers a 1.0 request with its own version, HTTP/1.1 (RFC 9110 §2.5).
@@ -1007,7 +294,7 @@ class SoakClient:
         mid-body, by FIN or RST. Whatever arrived must be a correct prefix."""
         site_file = self.rng.choice(self.large)
         way = self.rng.randrange(4)
-        connection = ClientConnection(self.host, self.port)
+        connection = ClientConnection.connect(self.host, self.port)
         try:
             if way == 0:
                 connection.send(b"GET /soak/small/s03.bin HTTP/1.1\r\nHo")
@@ -1035,7 +322,7 @@ class SoakClient:
         """A reader with a small window that takes small bites: the server must
         wait for it (writability), not drop it, and send every byte right."""
         site_file = self.rng.choice([f for f in self.large if f.size <= 2 * MIB])
-        connection = ClientConnection(self.host, self.port, receive_buffer=16 * KIB)
+        connection = ClientConnection.connect(self.host, self.port, receive_buffer=16 * KIB)
         try:
             connection.send(request_bytes("GET", site_file.url, ["Connection: close"]))
             head = connection.read_head()
@@ -1123,7 +410,7 @@ def touch_every_file(host, port, root):
     small, large, index = load_soak_tree(root)
     errors = []
     for site_file in small + large + [index]:
-        connection = ClientConnection(host, port)
+        connection = ClientConnection.connect(host, port)
         try:
             connection.send(request_bytes("GET", site_file.url))
             head, body = connection.read_response()
@@ -1143,7 +430,7 @@ def fill_executor_pool(host, port, process, cap, attempts=10):
     for attempt in range(attempts):
         if process.num_threads() >= cap:
             return
-        connections = [ClientConnection(host, port) for _ in range(4 * cap)]
+        connections = [ClientConnection.connect(host, port) for _ in range(4 * cap)]
         try:
             for number, connection in enumerate(connections):
                 connection.send(request_bytes("GET", f"/soak/missing/warm-{attempt}-{number}"))
@@ -1159,7 +446,7 @@ def _loopback_only(host):
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except socket.gaierror as error:
-        raise SystemExit(f"soak: cannot resolve {host!r}: {error}")
+        raise SystemExit(f"soak: cannot resolve {host!r}: {error}") from None
     for address in addresses:
         if not ipaddress.ip_address(address.split("%")[0]).is_loopback:
             raise SystemExit(f"soak: {host} is not a loopback address; this harness loads only "
@@ -1193,8 +480,8 @@ def run_soak(options):
             pid = options.pid
             flags = list(psutil.Process(pid).cmdline()) if pid else []
         else:
-            server = ServerUnderTest(root, options.server_arg)
-            host, port, pid, flags = server.host, server.port, server.pid, options.server_arg
+            server = serve_quietly(root, options.server_arg)
+            host, port, pid, flags = server.banner.host, server.banner.port, server.pid, options.server_arg
         process = psutil.Process(pid) if pid else None
         listeners = socket_descriptor_count(pid) if pid else 0
         thread_cap = 1 + _blocking_threads(flags)
@@ -1209,7 +496,7 @@ def run_soak(options):
                 fill_executor_pool(host, port, process, thread_cap)
             baseline = settle(process, listeners) if process else None
             baseline_targets = descriptor_targets(pid) if process else None
-            sampler = Sampler(process) if process else None
+            sampler = ProcessSampler(pid, SAMPLE_SECONDS) if process else None
             if sampler:
                 sampler.sample()
                 sampler.start()
@@ -1243,9 +530,9 @@ def run_soak(options):
             checks[f"at least {options.requests} requests"] = load["requests"] >= options.requests
         if process and sampler.samples:
             samples = sampler.samples
-            fds = [sample[1] for sample in samples]
-            threads = [sample[2] for sample in samples]
-            rss = [sample[3] for sample in samples]
+            fds = [sample["fds"] for sample in samples]
+            threads = [sample["threads"] for sample in samples]
+            rss = [sample["rss"] for sample in samples]
             report["resources"] = {
                 "samples": len(samples),
                 "fds": {"baseline": baseline[0], "min": min(fds), "max": max(fds), "end": final[0]},
@@ -1256,8 +543,10 @@ def run_soak(options):
             }
             report["resources"]["descriptors"] = {"baseline": baseline_targets,
                                                   "end": descriptor_targets(pid)}
-            if options.samples:
-                report["resources"]["series"] = samples
+            if options.samples:  # (seconds since the first, fds, threads, rss bytes)
+                report["resources"]["series"] = [
+                    (round(sample["t"] - samples[0]["t"], 2), sample["fds"], sample["threads"], sample["rss"])
+                    for sample in samples]
             checks["descriptors back to baseline"] = final[0] == baseline[0]
             checks["threads within loop + executor"] = max(threads + [final[1]]) <= thread_cap
             checks["threads back to baseline"] = final[1] == baseline[1]
@@ -1285,25 +574,12 @@ def _mib(value):
 # -- output -----------------------------------------------------------------------------------
 
 
-def markdown_table(rows, header=("measure", "value")):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _size_text(size):
-    for unit, scale in (("GiB", 1 << 30), ("MiB", MIB), ("KiB", KIB)):
-        if size >= scale:
-            return f"{size / scale:.2f} {unit}"
-    return f"{size} B"
-
-
 def soak_table(report):
     rows = [
         ("requests (verified responses + deliberate aborts)",
          f"{report['requests']:,} ({report['responses']:,} + {report['aborted']:,})"),
         ("errors", f"{report['errors']:,}"),
-        ("bytes verified", f"{report['bytes_verified']:,} ({_size_text(report['bytes_verified'])})"),
+        ("bytes verified", f"{report['bytes_verified']:,} ({format_size(report['bytes_verified'])})"),
         ("duration", f"{report['seconds']} s"),
         ("requests per second", f"{report['requests_per_second']:,}"),
         ("clients", f"{report['processes']} processes x {report['threads_per_process']} threads"),
@@ -1322,114 +598,7 @@ def soak_table(report):
         ]
     rows.append(("by kind", ", ".join(f"{kind} {number:,}" for kind, number in report["kinds"].items())))
     rows += [(f"check: {name}", "pass" if held else "FAIL") for name, held in report["checks"].items()]
-    return markdown_table(rows)
-
-
-def integrity_table(results, files):
-    sizes = sorted(site_file.size for site_file in files)
-    lines = [f"{len(files)} files, {_size_text(sum(sizes))} in all; sizes: "
-             + ", ".join(str(size) for size in sizes), ""]
-    rows = []
-    for path, result in results.items():
-        rows.append((path, result["clients"],
-                     f"{result['connections']} ({result['pipelined_connections']} pipelined, "
-                     f"{result['closing_connections']} closing)",
-                     f"{result['responses']:,} / {result['requests_planned']:,}",
-                     f"{len(result['whole_files'])} / {len(files)}",
-                     f"{result['seams_verified']} / {result['seams_expected']}",
-                     ", ".join(f"{kind} {number}" for kind, number in result["kinds"].items()),
-                     f"{result['bytes_verified']:,} ({_size_text(result['bytes_verified'])})",
-                     len(result["errors"]), f"{result['seconds']} s"))
-    lines.append(markdown_table(rows, ("send path", "clients", "connections", "responses verified / planned",
-                                       "files verified whole", "seams crossed by a verified range",
-                                       "by kind", "bytes verified", "errors", "time")))
-    return "\n".join(lines)
-
-
-def run_integrity_mode(options):
-    root = tempfile.mkdtemp(prefix="reactor-http-integrity-")
-    try:
-        files = build_integrity_tree(root)
-        results = {}
-        for label, flags in (("sendfile", []), ("--no-sendfile", ["--no-sendfile"])):
-            server = ServerUnderTest(root, flags)
-            try:
-                results[label] = run_integrity(server.host, server.port, files, options.clients, options.seed)
-                results[label]["server_alive"] = server.alive()
-            finally:
-                server.stop()
-        report = {"files": [site_file.describe() for site_file in files], "results": results}
-        report["passed"] = all(not result["errors"] and result["server_alive"]
-                               and result["seams_verified"] == result["seams_expected"]
-                               and len(result["whole_files"]) == len(files) for result in results.values())
-        print(integrity_table(results, files))
-        return report
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-# The fault table: each test in tests/test_faults.py says in its docstring
-# "Fault: ..." and "Server: ...". Faults covered elsewhere are listed here.
-REFERENCED_FAULT_TESTS = [
-    ("tests/test_resource_limits.py::test_resets_and_half_closes_leak_nothing",
-     "2000 clients reset (RST) or half-close at every stage: mid-head, right after the request, "
-     "mid-response.",
-     "closes each quietly; descriptors back to exactly the baseline, threads within loop + pool."),
-    ("tests/test_resource_limits.py::test_out_of_descriptors_pauses_accepting_without_spinning",
-     "the descriptor limit (64) is exhausted by connecting clients.",
-     "pauses accepting (no spinning), serves the connections it has, recovers when they leave."),
-    ("tests/test_resource_limits.py::test_send_timeout_drops_a_client_that_stops_reading",
-     "a client stops reading a 64 MiB response.",
-     "closes the connection after --send-timeout, frees its socket and file, logs the bytes sent."),
-]
-
-
-def _fault_rows():
-    import ast
-    rows = []
-    path = os.path.join(REPO, "tests", "test_faults.py")
-    with open(path, encoding="utf-8") as file:
-        tree = ast.parse(file.read())
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-            text = " ".join((ast.get_docstring(node) or "").split())
-            match = re.search(r"Fault: (.*?) Server: (.*)", text)
-            if match:
-                rows.append((f"tests/test_faults.py::{node.name}", match.group(1), match.group(2)))
-    return rows + REFERENCED_FAULT_TESTS
-
-
-def run_faults_mode(options):
-    """Run the fault tests with pytest and print the table with their outcomes."""
-    import xml.etree.ElementTree as ElementTree
-    rows = _fault_rows()
-    with tempfile.TemporaryDirectory() as directory:
-        junit = os.path.join(directory, "faults.xml")
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-                   "tests/test_faults.py", *[test for test, _, _ in REFERENCED_FAULT_TESTS]]
-        completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-        outcomes = {}
-        for case in ElementTree.parse(junit).iter("testcase"):
-            name = case.get("name").split("[")[0]
-            skipped = case.find("skipped")
-            if skipped is not None:
-                outcome = "xfail (known)" if skipped.get("type") == "pytest.xfail" else "skipped"
-            elif case.find("failure") is not None or case.find("error") is not None:
-                outcome = "FAILED"
-            else:
-                outcome = "passed"
-            previous = outcomes.get(name)
-            if previous is None or previous == "passed":
-                outcomes[name] = outcome
-    table = []
-    for test, fault, behaviour in rows:
-        name = test.split("::")[1]
-        table.append((fault, behaviour, f"`{name}`", outcomes.get(name, "not run")))
-    print(markdown_table(table, ("fault", "what the server did", "test", "result")))
-    print()
-    print(completed.stdout.strip().splitlines()[-1] if completed.stdout.strip() else completed.stderr[-500:])
-    return {"rows": table, "pytest_exit": completed.returncode,
-            "passed": completed.returncode == 0}
+    return render_table(("measure", "value"), rows, markdown=True)
 
 
 # -- the command line -------------------------------------------------------------------------
@@ -1437,38 +606,32 @@ def run_faults_mode(options):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="soak.py", description="Soak, integrity check and fault table for reactor_http. "
+        prog="soak.py", description="Soak reactor_http under a mixed load, sampled with psutil. "
                                     "Every response is verified against the files on disk.")
-    parser.add_argument("mode", nargs="?", default="soak", choices=("soak", "integrity", "faults"),
-                        help="soak (default): mixed load with psutil sampling; integrity: 200 clients "
-                             "fetch whole files and ranges over both send paths; faults: run the "
-                             "fault tests and print their table")
     parser.add_argument("--requests", type=int, default=None, metavar="N",
-                        help="soak: stop after N requests in all (default 20000 unless --seconds)")
+                        help="stop after N requests in all (default 20000 unless --seconds)")
     parser.add_argument("--seconds", type=float, default=None, metavar="S",
-                        help="soak: stop after S seconds")
+                        help="stop after S seconds")
     parser.add_argument("--processes", type=int, default=2, metavar="N",
-                        help="soak: client processes (default: %(default)s)")
+                        help="client processes (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=8, metavar="N",
-                        help="soak: client threads per process, each with its own connections "
+                        help="client threads per process, each with its own connections "
                              "(default: %(default)s)")
     parser.add_argument("--warmup-requests", type=int, default=2000, metavar="N",
-                        help="soak: requests before the baseline is taken (default: %(default)s)")
+                        help="requests before the baseline is taken (default: %(default)s)")
     parser.add_argument("--rss-growth-mib", type=float, default=32.0, metavar="MIB",
-                        help="soak: the most the server's RSS may grow over its post-warm-up "
+                        help="the most the server's RSS may grow over its post-warm-up "
                              "baseline (default: %(default)s)")
     parser.add_argument("--server-arg", action="append", default=[], metavar="FLAG",
-                        help="soak: a flag for the server it starts, e.g. --server-arg=--no-sendfile "
+                        help="a flag for the server it starts, e.g. --server-arg=--no-sendfile "
                              "(repeatable)")
-    parser.add_argument("--url", help="soak: drive the server already running at this loopback URL "
+    parser.add_argument("--url", help="drive the server already running at this loopback URL "
                                       "instead of starting one (needs --root)")
-    parser.add_argument("--root", help="soak: with --url, the directory that server serves; the "
+    parser.add_argument("--root", help="with --url, the directory that server serves; the "
                                        "soak writes its files under ROOT/soak/")
-    parser.add_argument("--pid", type=int, help="soak: with --url, the server's process id, to sample it")
-    parser.add_argument("--clients", type=int, default=200, metavar="N",
-                        help="integrity: concurrent clients (default: %(default)s)")
+    parser.add_argument("--pid", type=int, help="with --url, the server's process id, to sample it")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
-    parser.add_argument("--samples", action="store_true", help="soak: put every psutil sample in the JSON")
+    parser.add_argument("--samples", action="store_true", help="put every psutil sample in the JSON")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON to PATH")
     return parser
 
@@ -1476,25 +639,19 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     options = parser.parse_args(argv)
-    if options.mode == "soak":
-        if options.url and not options.root:
-            parser.error("--url needs --root (the directory that server serves)")
-        if options.requests is None and options.seconds is None:
-            options.requests = 20000
-        if options.processes < 1 or options.threads < 1:
-            parser.error("--processes and --threads must be at least 1")
-        report = run_soak(options)
-        print(soak_table(report))
-        if not report["passed"]:
-            for sample in report["error_samples"]:
-                print("error:", sample, file=sys.stderr)
-    elif options.mode == "integrity":
-        report = run_integrity_mode(options)
-    else:
-        report = run_faults_mode(options)
+    if options.url and not options.root:
+        parser.error("--url needs --root (the directory that server serves)")
+    if options.requests is None and options.seconds is None:
+        options.requests = 20000
+    if options.processes < 1 or options.threads < 1:
+        parser.error("--processes and --threads must be at least 1")
+    report = run_soak(options)
+    print(soak_table(report))
+    if not report["passed"]:
+        for sample in report["error_samples"]:
+            print("error:", sample, file=sys.stderr)
     if options.json:
-        with open(options.json, "w", encoding="utf-8") as file:
-            json.dump(report, file, indent=2)
+        save_json(report, options.json, indent=2)
     return 0 if report["passed"] else 1
 
 

@@ -2,22 +2,18 @@
 
 import os
 import shutil
-import sys
 
 import pytest
 from support import servers
 from support.clients import RawClient
-from support.environment import DEMO_ROOT, REPO
+from support.environment import DEMO_ROOT
 from support.servers import ServerProcess
-
-# scripts/ holds the harness the benchmark scripts and the tests share.
-sys.path.insert(0, os.path.join(REPO, "scripts"))
 
 # Test modules that make up the end-to-end suite: the transition coverage
 # check needs them all to have run in the same session.
 END_TO_END_MODULES = ("e2e.test_http", "e2e.test_static", "e2e.test_wire_hostile", "e2e.test_resource_limits",
                       "e2e.test_faults", "server.test_cli", "server.test_shutdown", "e2e.test_tls",
-                      "server.test_listeners")
+                      "server.test_listeners", "e2e.test_guard")
 _collected_modules = set()
 
 

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 from ..http1.errors import ProtocolError
 from ..http1.fast_path import wire_bytes
 from ..http1.parser import RequestParser
-from ..http1.persistence import Ending, after_response, connection_field
+from ..http1.persistence import KEEP_ALIVE, Ending, after_response
 from ..http1.responses import NO_CONTENT_STATUSES, error_response
 from ..loop.reactor import EVENT_READ
 from . import tls
-from .states import TRANSITIONS, WAITS, State
+from .states import ALLOWED, INTEREST, WAITS, State
 from .writer import FileChanged, Flushed, Writer, read_chunk
 
 if TYPE_CHECKING:
@@ -59,6 +59,10 @@ PEER_GONE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, *tl
 # "Try again when the socket is ready": a TLS socket says it with its own errors.
 WOULD_BLOCK: tuple[type[BaseException], ...] = (BlockingIOError, InterruptedError, *tls.WANT_ERRORS)
 
+# What _answer_buffered_requests did: queued answers to send, found the next
+# request incomplete (nothing queued), or left the handler waiting for a job.
+_QUEUED, _INCOMPLETE, _WAITING = range(3)
+
 
 class Connection:
     """One accepted socket and the requests that arrive on it, in order."""
@@ -80,10 +84,10 @@ class Connection:
         self._deadline: float | None = None
         self._requests_seen = 0
         self._request: Request | None = None  # the request the handler is answering
-        self._ending = Ending.KEEP_ALIVE      # what follows the answer queued last
+        self._ending: Ending = KEEP_ALIVE      # what follows the answer queued last
         # The answer queued last, whose access-log line waits until it is
         # sent (or the connection closes): (request, request line, status,
-        # where its body starts in the writer's byte count, body length).
+        # body length). It is always the last thing queued in the writer.
         self._unlogged: tuple | None = None
         self._discarded = 0            # bytes dropped while lingering
 
@@ -99,7 +103,11 @@ class Connection:
         """Reactor callback: the socket is readable or writable. What that
         means is looked up by the state (see WAITS)."""
         handlers = _ON_READABLE if mask & EVENT_READ else _ON_WRITABLE
-        self._guarded(handlers[self.state], self)
+        # Performance: the hottest way in does what _guarded does, inline.
+        try:
+            handlers[self.state](self)
+        except Exception as error:
+            self._fail(error)
 
     def on_timer(self) -> None:
         """Timer callback: the deadline may have passed."""
@@ -145,7 +153,7 @@ class Connection:
     # -- the state machine's one door --------------------------------------------------
 
     def _enter(self, new_state: State) -> None:
-        if (self.state, new_state) not in TRANSITIONS:
+        if new_state not in ALLOWED[self.state]:  # the moves of TRANSITIONS, by the state moved from
             raise RuntimeError(f"illegal connection transition {self.state} -> {new_state}")
         self.state = new_state
 
@@ -163,7 +171,7 @@ class Connection:
         self._update_interest()
 
     def _update_interest(self) -> None:
-        wanted = WAITS[self.state].interest
+        wanted = INTEREST[self.state]
         if wanted == self._interest:
             return
         reactor = self._context.reactor
@@ -209,38 +217,38 @@ class Connection:
     def _serve(self) -> None:
         """READING_REQUEST: answer the complete requests that are buffered,
         send the answers, and go on for as long as that needs no waiting."""
-        while self._answer_buffered_requests():
-            if not self._writer.pending:
-                return  # the next request is incomplete: wait for more bytes
+        while self._answer_buffered_requests() is _QUEUED:
             if not self._send() or not self._after_sent():
                 return
 
-    def _answer_buffered_requests(self) -> bool:
+    def _answer_buffered_requests(self) -> int:
         """Queue an answer for each complete request that is buffered, until
-        one must go out before anything else is read (it holds a file, or
-        ends the connection). Returns False when the handler is waiting for
-        the executor."""
+        one must go out before anything more is read (it holds a file, or
+        ends the connection). Says whether answers were queued, the next
+        request is incomplete, or the handler waits for the executor."""
         parser = self._parser
         handler = self._context.handler
+        queued = _INCOMPLETE
         while True:
             try:
                 request = parser.next_request()
             except ProtocolError as error:
                 self._queue(None, error_response(error.status, error.detail, close=True),
                             error.request_line or parser.first_line(), head_only=error.method == "HEAD")
-                return True
+                return _QUEUED
             if request is None:
-                return True
+                return queued
             self._requests_seen += 1
             self._request = request
             response = handler.handle(request, self)
             if response is None:
                 self._wait_in(State.WAITING_EXECUTOR)
-                return False
-            self._request = None
+                return _WAITING
             self._queue(request, response, request.request_line)
-            if self._ending is not Ending.KEEP_ALIVE or self._writer.holds_file:
-                return True
+            self._request = None  # only now: if queueing failed, the guard's 500 names this request
+            if not self._ending.keep_alive or response.file is not None or not parser.buffer:
+                return _QUEUED
+            queued = _QUEUED
 
     def _on_job_done(self, then: Continuation, outcome: Outcome) -> None:
         """A handler's job completed (guarded, on the loop thread)."""
@@ -253,9 +261,10 @@ class Connection:
             return
         if response is None:
             return  # the handler asked for another job
-        request, self._request = self._request, None
+        request = self._request
         assert request is not None
         self._queue(request, response, request.request_line)
+        self._request = None
         if self._send() and self._after_sent():
             self._serve()
 
@@ -263,25 +272,30 @@ class Connection:
                head_only: bool | None = None) -> None:
         """Decide what follows this answer, render it, and queue it."""
         context = self._context
+        parser = self._parser
         ending = self._ending = after_response(
             request, response, self._requests_seen, context.config.max_requests_per_connection,
-            context.stopping, self._parser.buffered > 0)
+            context.stopping, bool(parser.buffer))
         if head_only is None:
             head_only = request is not None and request.method == "HEAD"
+        try:
+            data = wire_bytes(context.renderer, response, ending.connection_field, head_only)
+        except Exception:
+            response.release()  # it will never be sent: its file must not leak
+            raise
+        unlogged = self._unlogged
+        if unlogged is not None:  # the answer queued before this one: logged as sent in full
+            context.access_log.log(self.client, unlogged[0], unlogged[1], unlogged[2], unlogged[3])
         writer = self._writer
-        data = wire_bytes(context.renderer, response, connection_field(request, ending), head_only)
+        writer.add(data)
         if head_only or response.status in NO_CONTENT_STATUSES:
             response.release()
             body_length = 0
         else:
             body_length = response.content_length
-        if self._unlogged is not None:
-            self._log_unlogged(complete=True)  # queued in full before this one
-        body_start = writer.bytes_queued + len(data) - (0 if head_only else len(response.body))
-        self._unlogged = (request, request_line, response.status, body_start, body_length)
-        writer.add(data)
-        if response.file is not None and not head_only:
-            writer.add_file(response.file)
+            if response.file is not None:
+                writer.add_file(response.file)
+        self._unlogged = (request, request_line, response.status, body_length)
 
     # -- writable: answers out ---------------------------------------------------------
 
@@ -345,20 +359,23 @@ class Connection:
         """Everything queued has been sent: do what the last answer's Ending
         says. Returns True if the next request is already buffered (the
         caller goes on serving), False if the connection waits or ended."""
-        self._log_unlogged(complete=True)
+        unlogged = self._unlogged
+        if unlogged is not None:
+            self._unlogged = None
+            self._context.access_log.log(self.client, unlogged[0], unlogged[1], unlogged[2], unlogged[3])
         ending = self._ending
-        if ending is Ending.KEEP_ALIVE:
+        if ending.keep_alive:
             if self._context.stopping:
                 # The answer promised keep-alive, but the server began to
                 # stop meanwhile: nothing more will be answered here.
                 self.close()
                 return False
-            if self._parser.buffered:
+            if self._parser.buffer:
                 self._wait_in(State.READING_REQUEST)  # its header timeout starts now
                 return True
             self._wait_in(State.IDLE)
             return False
-        if ending is Ending.LINGER:
+        if ending.linger:
             self._linger()
         else:
             self.close()
@@ -476,7 +493,7 @@ class Connection:
         """Close now. Safe to call more than once and from any state."""
         if self.state is State.CLOSED:
             return
-        self._log_unlogged(complete=False)
+        self._log_interrupted()
         was = self.state
         self._enter(State.CLOSED)
         reactor = self._context.reactor
@@ -499,16 +516,19 @@ class Connection:
         if tls.is_wrapped(self.sock):
             tls.send_close_notify(self.sock)
 
-    def _log_unlogged(self, complete: bool) -> None:
-        """Log the answer queued last: in full once sent, or as much of its
-        body as went out when the connection ends first (as nginx does)."""
+    def _log_interrupted(self) -> None:
+        """Log the answer queued last when the connection ends before it was
+        all sent, with as much of its body as went out (as nginx does).
+        (Answers sent in full are logged by _queue and _after_sent.)"""
         unlogged = self._unlogged
         if unlogged is None:
             return
         self._unlogged = None
-        request, request_line, status, body_start, body_length = unlogged
-        sent = body_length if complete else min(body_length, max(0, self._writer.bytes_sent - body_start))
-        self._context.access_log.log(self.client, request, request_line, status, sent)
+        request, request_line, status, body_length = unlogged
+        # It was queued last: the bytes the writer has not sent are the end of its body.
+        writer = self._writer
+        body_length -= min(body_length, max(0, writer.bytes_queued - writer.bytes_sent))
+        self._context.access_log.log(self.client, request, request_line, status, body_length)
 
     # -- time ------------------------------------------------------------------------------
 

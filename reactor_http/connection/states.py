@@ -58,24 +58,27 @@ class State(enum.Enum):
 class Wait:
     """What a state waits for. ``timeout`` names the Config field that bounds
     the wait; ``on_readable``/``on_writable`` name the Connection method
-    that handles that readiness (None: the state never asks for it)."""
+    that handles that readiness (None: the state never asks for it). A state
+    that waits for the executor instead names the method its job's
+    completion arrives at (``on_completion``)."""
 
     interest: int
-    timeout: str | None
-    on_readable: str | None
-    on_writable: str | None
+    timeout: str | None = None
+    on_readable: str | None = None
+    on_writable: str | None = None
+    on_completion: str | None = None
 
 
 WAITS = {
-    State.HANDSHAKE_WANT_READ: Wait(EVENT_READ, "handshake_timeout", "_continue_handshake", None),
-    State.HANDSHAKE_WANT_WRITE: Wait(EVENT_WRITE, "handshake_timeout", None, "_continue_handshake"),
-    State.IDLE: Wait(EVENT_READ, "keepalive_timeout", "_receive", None),
-    State.READING_REQUEST: Wait(EVENT_READ, "header_timeout", "_receive", None),
-    State.WAITING_EXECUTOR: Wait(0, None, None, None),
-    State.WRITING: Wait(EVENT_WRITE, "send_timeout", None, "_continue_sending"),
-    State.WAITING_CHUNK: Wait(0, None, None, None),
-    State.LINGERING: Wait(EVENT_READ, "linger_timeout", "_discard_input", None),
-    State.CLOSED: Wait(0, None, None, None),
+    State.HANDSHAKE_WANT_READ: Wait(EVENT_READ, "handshake_timeout", on_readable="_continue_handshake"),
+    State.HANDSHAKE_WANT_WRITE: Wait(EVENT_WRITE, "handshake_timeout", on_writable="_continue_handshake"),
+    State.IDLE: Wait(EVENT_READ, "keepalive_timeout", on_readable="_receive"),
+    State.READING_REQUEST: Wait(EVENT_READ, "header_timeout", on_readable="_receive"),
+    State.WAITING_EXECUTOR: Wait(0, on_completion="_on_job_done"),
+    State.WRITING: Wait(EVENT_WRITE, "send_timeout", on_writable="_continue_sending"),
+    State.WAITING_CHUNK: Wait(0, on_completion="_on_chunk"),
+    State.LINGERING: Wait(EVENT_READ, "linger_timeout", on_readable="_discard_input"),
+    State.CLOSED: Wait(0),
 }
 
 # When each timeout starts, which the table cannot say on its own:
@@ -95,7 +98,8 @@ INITIAL_STATES = {
 
 _GONE = "peer closed or reset, timed out, or the server stopped"
 
-# Every legal transition, with the reason it happens.
+# Every legal transition, with the reason it happens (ALLOWED, below, is the
+# same table by the state moved from, for Connection._enter).
 TRANSITIONS = {
     (State.HANDSHAKE_WANT_READ, State.HANDSHAKE_WANT_WRITE): "the TLS handshake has bytes to send",
     (State.HANDSHAKE_WANT_WRITE, State.HANDSHAKE_WANT_READ): "the TLS handshake needs the client's reply",
@@ -120,3 +124,8 @@ TRANSITIONS = {
     (State.WAITING_CHUNK, State.CLOSED): "the file shrank or could not be read; or " + _GONE,
     (State.LINGERING, State.CLOSED): "the client closed, the linger timeout passed, or too much arrived",
 }
+
+# Performance: what _enter checks, and what _update_interest sets, looked up
+# without building a tuple or reading a Wait on every move.
+ALLOWED = {state: frozenset(target for source, target in TRANSITIONS if source is state) for state in State}
+INTEREST = {state: wait.interest for state, wait in WAITS.items()}

@@ -64,16 +64,21 @@ def read_chunk(fd: int, offset: int, length: int) -> bytes:
 class Writer:
     """One connection's output queue. Loop thread only."""
 
-    __slots__ = ("sock", "use_sendfile", "use_flags", "bytes_queued", "bytes_sent", "_batch", "_out", "_file", "_index",
+    __slots__ = ("sock", "use_sendfile", "use_flags", "add", "bytes_sent", "_queued", "_batch", "_out", "_file",
+                 "_index",
                  "_offset", "_remaining", "_chunk_pending", "_closed")
 
     def __init__(self, sock: socket.socket, use_sendfile: bool, use_flags: bool = True):
         self.sock = sock
         self.use_sendfile = use_sendfile
         self.use_flags = use_flags       # send() flags such as MSG_MORE (not on a TLS socket)
-        self.bytes_queued = 0            # every byte ever queued, files' included
         self.bytes_sent = 0              # every byte handed to the kernel, ever
+        self._queued = 0                 # every byte queued and flushed at least once, files' included
         self._batch: list[bytes] = []    # rendered answers not yet joined for sending
+        # add(data): queue bytes (a rendered answer); they are joined with the
+        # others when flushed, so a batch goes out in one send. Performance:
+        # the list's own method, with no Python frame of ours around it.
+        self.add = self._batch.append
         self._out: bytes | memoryview = b""  # bytes being sent now
         self._file: FileBody | None = None  # the file body queued last, owned until sent
         self._index = 0                  # its piece being sent
@@ -98,10 +103,11 @@ class Writer:
     def holds_file(self) -> bool:
         return self._file is not None
 
-    def add(self, data: bytes) -> None:
-        """Queue bytes (a rendered answer)."""
-        self._batch.append(data)
-        self.bytes_queued += len(data)
+    @property
+    def bytes_queued(self) -> int:
+        """Every byte ever queued, files' included (so ``bytes_queued -
+        bytes_sent`` is what is still to send)."""
+        return self._queued + sum(map(len, self._batch))
 
     def add_file(self, body: FileBody) -> None:
         """Queue a file body after what is queued; the writer now owns its
@@ -109,15 +115,17 @@ class Writer:
         self._file = body
         self._index = -1  # flush loads the first piece once what is queued before it is sent
         self._remaining = 0
-        self.bytes_queued += body.length
+        self._queued += body.length
 
     def flush(self) -> Flushed:
         """Send what the socket takes now. Raises the peer's ConnectionError
         or TimeoutError, and FileChanged."""
-        if self._batch:
-            batch = b"".join(self._batch) if len(self._batch) > 1 else self._batch[0]
-            self._batch.clear()
-            self._out = bytes(self._out) + batch if self._out else batch
+        batch = self._batch
+        if batch:
+            joined = b"".join(batch)  # one answer: that very bytes object (CPython does not copy it)
+            batch.clear()
+            self._queued += len(joined)
+            self._out = b"".join((self._out, joined)) if self._out else joined
         sock = self.sock
         try:
             while True:

@@ -19,8 +19,8 @@ Why this is safe (each memo keeps the results of a pure function):
   same object may be handed to any number of connections. (Its body, if any, is
   read by each connection's parser, never stored in the Request.)
 - A handler remembers an answer only when it follows from the request's bytes
-  and from the one piece of state its ``still_valid`` check watches (for the
-  static site: one cache entry), never from the client's address or the clock.
+  and from the one piece of state its validity check watches (for the static
+  site: one cache entry), never from the client's address or the clock.
   A remembered Response holds no file, so sending it consumes and releases
   nothing; and no one changes a Response once made, but for ``remember`` giving
   it its WireCache, once, before anyone else can hold it.
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .parser import Request
@@ -49,13 +49,13 @@ class HeadMemo:
     MAX_ENTRIES = 512
     MAX_HEAD_BYTES = 4096  # longer heads (big cookies) are parsed every time
 
-    __slots__ = ("_requests",)
+    __slots__ = ("_requests", "get")
 
     def __init__(self) -> None:
         self._requests: dict[bytes, Request] = {}
-
-    def get(self, head_bytes: bytes) -> Request | None:
-        return self._requests.get(head_bytes)
+        # get(head_bytes) -> the Request, or None. Performance: the dict's own
+        # method, called by the parser with no Python frame of ours between.
+        self.get = self._requests.get
 
     def put(self, head_bytes: bytes, request: Request) -> None:
         if len(head_bytes) > self.MAX_HEAD_BYTES:
@@ -96,7 +96,8 @@ class AnswerMemo:
     __slots__ = ("_answers", "bytes_used")
 
     def __init__(self) -> None:
-        self._answers: dict[Request, tuple[Response, Callable[[], bool], int]] = {}
+        # request -> (response, lookup, key, value, cost)
+        self._answers: dict[Request, tuple[Response, Callable[[Any], Any], Any, Any, int]] = {}
         self.bytes_used = 0
 
     def recall(self, request: Request) -> Response | None:
@@ -104,14 +105,17 @@ class AnswerMemo:
         entry = self._answers.get(request)
         if entry is None:
             return None
-        if entry[1]():
+        if entry[1](entry[2]) is entry[3]:
             return entry[0]
         self._forget(request)
         return None
 
-    def remember(self, request: Request, response: Response, still_valid: Callable[[], bool]) -> None:
-        """Give ``response`` again for ``request`` while ``still_valid()`` is
-        true. The caller promises what the module docstring says."""
+    def remember(self, request: Request, response: Response, lookup: Callable[[Any], Any], key: Any,
+                 value: Any) -> None:
+        """Give ``response`` again for ``request`` while ``lookup(key)`` is
+        ``value`` (for the static site: while the cache holds the very entry
+        the answer was made from). The caller promises what the module
+        docstring says."""
         if response.file is not None or response.wire is not None:
             return  # holds a file, or is remembered already for another request
         cost = 2 * len(response.body) + self.ENTRY_OVERHEAD_BYTES
@@ -123,12 +127,11 @@ class AnswerMemo:
         while answers and (len(answers) >= self.MAX_ENTRIES or self.bytes_used + cost > self.MAX_BYTES):
             self._forget(next(iter(answers)))
         response.wire = WireCache()  # the one change a Response ever sees, before it is shared
-        answers[request] = (response, still_valid, cost)
+        answers[request] = (response, lookup, key, value, cost)
         self.bytes_used += cost
 
     def _forget(self, request: Request) -> None:
-        _, _, cost = self._answers.pop(request)
-        self.bytes_used -= cost
+        self.bytes_used -= self._answers.pop(request)[4]
 
     def __len__(self) -> int:
         return len(self._answers)

@@ -102,7 +102,7 @@ class Request:
 class RequestParser:
     """Incremental parser for a stream of request heads on one connection."""
 
-    __slots__ = ("_buffer", "_checked_to", "_line_end", "_body_reader", "_body_owner", "_memo",
+    __slots__ = ("buffer", "_checked_to", "_line_end", "_body_reader", "_body_owner", "_memo",
                  "max_request_line", "max_header_bytes", "max_header_count", "max_body")
 
     # The body readers, one per framing. A subclass may swap them (the tests
@@ -112,7 +112,10 @@ class RequestParser:
 
     def __init__(self, max_request_line: int = 8192, max_header_bytes: int = 16384,
                  max_header_count: int = 100, max_body: int = 1024 * 1024, memo=None):
-        self._buffer = bytearray()
+        # The bytes received and not yet consumed by a request. Others may
+        # read it (the connection asks whether it is empty); only the parser
+        # changes it.
+        self.buffer = bytearray()
         self._memo = memo  # a fast_path.HeadMemo shared with other parsers, or None
         self._body_reader: LengthBody | ChunkedBody | None = None  # a body still being read
         self._body_owner: Request | None = None   # its request, if not handed out yet
@@ -125,12 +128,12 @@ class RequestParser:
 
     def feed(self, data: bytes) -> None:
         """Append bytes received from the peer."""
-        self._buffer += data
+        self.buffer += data
 
     def clear(self) -> None:
         """Drop everything buffered: it will never be read (the connection is
         closing)."""
-        self._buffer = bytearray()
+        del self.buffer[:]
         self._body_reader = self._body_owner = None
         self._checked_to = 0
         self._line_end = -1
@@ -138,11 +141,11 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         """How many received bytes have not been consumed by a request yet."""
-        return len(self._buffer)
+        return len(self.buffer)
 
     def first_line(self) -> str:
         """The start of what is buffered, up to the first line end, for logs."""
-        return bytes(self._buffer[:200]).split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+        return bytes(self.buffer[:200]).split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("latin-1")
 
     def next_request(self) -> Request | None:
         """Return the next complete Request, or None when more bytes are needed.
@@ -152,9 +155,12 @@ class RequestParser:
         head is (``expects_continue``): the client waits for an answer.
         Raises ProtocolError for a request that can never become valid.
         """
+        buffer = self.buffer
+        if not buffer:
+            return None  # Performance: the common case after the last request of a read
         if self._body_reader is not None:
             try:
-                if not self._body_reader.consume(self._buffer):
+                if not self._body_reader.consume(self.buffer):
                     return None
             except ProtocolError as error:
                 owner = self._body_owner
@@ -165,7 +171,6 @@ class RequestParser:
             request, self._body_owner = self._body_owner, None
             if request is not None:
                 return request
-        buffer = self._buffer
         if buffer.startswith(b"\r\n"):
             self._skip_empty_lines()
         # Bytes before _checked_to were searched on an earlier call; only an end
@@ -219,7 +224,7 @@ class RequestParser:
         return self.next_request()  # reads what has arrived of the body
 
     def _skip_empty_lines(self):
-        buffer = self._buffer
+        buffer = self.buffer
         start = 0
         while buffer[start:start + 2] == b"\r\n":
             start += 2
@@ -230,7 +235,7 @@ class RequestParser:
     def _check_incomplete_head(self):
         """Fail early on a head that is already too long or malformed, so that a
         client cannot hold the connection with it until the header timeout."""
-        buffer = self._buffer
+        buffer = self.buffer
         # Look for a bare LF or CR (and the request line's end) in the bytes
         # not yet checked. Starting one byte back lets us see the CR before an
         # LF that begins the new bytes; an LF already checked at that position

@@ -6,7 +6,7 @@ which (the Connection field) before a byte of it is sent.
 
 - Keep-alive (RFC 9112 §9.3): HTTP/1.1 stays open unless either side says
   ``Connection: close``; HTTP/1.0 closes unless the client asked for
-  ``keep-alive``.
+  ``keep-alive``, and is then told it got it.
 - Policy: close anyway after ``max_requests`` on one connection (as nginx's
   keepalive_requests), when the server is stopping, when the response asks to
   (an error that leaves the stream unusable), and after a request whose body
@@ -25,7 +25,6 @@ which (the Connection field) before a byte of it is sent.
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,12 +32,27 @@ if TYPE_CHECKING:
     from .responses import Response
 
 
-class Ending(enum.Enum):
-    KEEP_ALIVE = "keep-alive"  # wait for the next request
-    CLOSE = "close"            # close once the response is sent
-    LINGER = "linger"          # once sent, shut our side and drain input, then close
+class Ending:
+    """What follows an answer, and the Connection field that says so. There
+    are four, made once (below); ``after_response`` picks one."""
 
-    __hash__ = object.__hash__  # Performance: identity is a fine hash, and a C one
+    __slots__ = ("name", "keep_alive", "linger", "connection_field")
+
+    def __init__(self, name: str, keep_alive: bool, linger: bool, connection_field: str):
+        self.name = name
+        self.keep_alive = keep_alive              # wait for the next request
+        self.linger = linger                      # else: shut our side and drain input, then close
+        self.connection_field = connection_field  # the header line that tells the client
+
+    def __repr__(self) -> str:
+        return f"<Ending {self.name}>"
+
+
+KEEP_ALIVE = Ending("keep-alive", True, False, "")
+# An HTTP/1.0 client asked for keep-alive: the answer says it got it (RFC 9112 §9.3).
+KEEP_ALIVE_ANNOUNCED = Ending("keep-alive (announced)", True, False, "Connection: keep-alive\r\n")
+CLOSE = Ending("close", False, False, "Connection: close\r\n")
+LINGER = Ending("linger", False, True, "Connection: close\r\n")
 
 
 def after_response(request: Request | None, response: Response, requests_seen: int, max_requests: int,
@@ -47,19 +61,10 @@ def after_response(request: Request | None, response: Response, requests_seen: i
     be parsed (the response is then an error); ``unread_input`` says whether
     bytes after this request are already buffered."""
     if request is None:
-        return Ending.LINGER
+        return LINGER
     if (request.keep_alive and not request.expects_continue and not response.close
             and requests_seen < max_requests and not stopping):
-        return Ending.KEEP_ALIVE
+        return KEEP_ALIVE if request.version != "HTTP/1.0" else KEEP_ALIVE_ANNOUNCED
     if unread_input or request.expects_continue or response.status >= 400 or request.keep_alive:
-        return Ending.LINGER
-    return Ending.CLOSE
-
-
-def connection_field(request: Request | None, ending: Ending) -> str:
-    """The Connection header line that says what ``ending`` means."""
-    if ending is not Ending.KEEP_ALIVE:
-        return "Connection: close\r\n"
-    # HTTP/1.1 is persistent by default; a 1.0 client asked for keep-alive
-    # and is told it got it (RFC 9112 §9.3).
-    return "Connection: keep-alive\r\n" if request is not None and request.version == "HTTP/1.0" else ""
+        return LINGER
+    return CLOSE

@@ -94,8 +94,10 @@ def _follow_current_connection(tracer):
                 tracer.current_fd = -1
         return traced
 
-    # Every way into a connection passes through _guarded.
+    # Every way into a connection passes through _guarded, but readiness,
+    # which does what _guarded does inline (connection.py says why).
     _wrap(Connection, "_guarded", make)
+    _wrap(Connection, "on_ready", make)
 
 
 def _wrap(cls, name, make_wrapper):

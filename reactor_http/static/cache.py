@@ -69,11 +69,6 @@ class FileCache:
         self.misses += 1
         return None
 
-    def holds(self, key, result) -> bool:
-        """Whether ``result`` is still the valid entry for ``key`` (counted as
-        a lookup): what a remembered answer made from it asks each time."""
-        return self.lookup(key) is result
-
     def store(self, key, result):
         """Remember what resolving key found, as of now. Returns False when it
         is not kept: then the caller still owns its descriptors."""

@@ -20,7 +20,6 @@ that entry stays in the cache.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import time
@@ -116,7 +115,7 @@ class StaticSite:
         if result is not None:
             response = self._serve_result(request, path, result, exchange, status, fallback)
             if remember and response is not None and self._rememberable(result, response):
-                self.answers.remember(request, response, functools.partial(self.cache.holds, key, result))
+                self.answers.remember(request, response, self.cache.lookup, key, result)
             return response
 
         def on_resolved(result: Any) -> Response | None:

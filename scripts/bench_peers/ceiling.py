@@ -9,11 +9,12 @@ every real server's figure can be read against it. Linux only (epoll).
     python scripts/bench_peers/ceiling.py --port 8080 --root DIR
 """
 
-import argparse
 import email.utils
 import os
 import select
 import socket
+
+from peer_command_line import peer_parser
 
 
 def build_responses(root):
@@ -111,11 +112,7 @@ def serve(host, port, root):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--root", default=".", help="index.html here becomes the body")
-    args = parser.parse_args()
+    args = peer_parser(__doc__.splitlines()[0]).parse_args()  # --root: its index.html is the body
     try:
         serve(args.host, args.port, args.root)
     except KeyboardInterrupt:

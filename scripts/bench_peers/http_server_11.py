@@ -10,9 +10,9 @@ per response. `disable_nagle_algorithm` is the stdlib's own switch for it.
     python scripts/bench_peers/http_server_11.py --port 8080 --root DIR
 """
 
-import argparse
-import functools
 import http.server
+
+from peer_command_line import peer_parser, serve_with_http_server
 
 
 class PersistentHandler(http.server.SimpleHTTPRequestHandler):
@@ -24,17 +24,7 @@ class PersistentHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--root", default=".")
-    args = parser.parse_args()
-    handler = functools.partial(PersistentHandler, directory=args.root)
-    with http.server.ThreadingHTTPServer((args.host, args.port), handler) as server:
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+    serve_with_http_server(PersistentHandler, peer_parser(__doc__.splitlines()[0]).parse_args())
 
 
 if __name__ == "__main__":

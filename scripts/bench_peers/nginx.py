@@ -8,11 +8,12 @@ harness started is the master and the worker is its child.
     python scripts/bench_peers/nginx.py --port 8080 --root DIR --prefix TMPDIR
 """
 
-import argparse
 import os
 import resource
 import shutil
 import tempfile
+
+from peer_command_line import peer_parser
 
 CONFIG = """\
 worker_processes 1;
@@ -57,10 +58,7 @@ def find_nginx():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--root", default=".")
+    parser = peer_parser(__doc__.splitlines()[0])
     parser.add_argument("--prefix", help="directory for the configuration, pid and error log "
                                          "(default: a new temporary directory, left behind)")
     args = parser.parse_args()

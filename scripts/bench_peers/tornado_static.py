@@ -4,10 +4,10 @@ access log off (tornado logs 4xx answers as warnings otherwise), one process.
     python scripts/bench_peers/tornado_static.py --port 8080 --root DIR
 """
 
-import argparse
 import asyncio
 
 import tornado.web
+from peer_command_line import peer_parser
 
 
 async def serve(host, port, root):
@@ -19,11 +19,7 @@ async def serve(host, port, root):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--root", default=".")
-    args = parser.parse_args()
+    args = peer_parser(__doc__.splitlines()[0]).parse_args()
     try:
         asyncio.run(serve(args.host, args.port, args.root))
     except KeyboardInterrupt:

@@ -7,8 +7,7 @@ Site writes a log line per request to twisted's log by default; a Site whose
     python scripts/bench_peers/twisted_static.py --port 8080 --root DIR
 """
 
-import argparse
-
+from peer_command_line import peer_parser
 from twisted.internet import endpoints, reactor
 from twisted.web import server, static
 
@@ -19,11 +18,7 @@ class QuietSite(server.Site):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--root", default=".")
-    args = parser.parse_args()
+    args = peer_parser(__doc__.splitlines()[0]).parse_args()
     site = QuietSite(static.File(args.root))
     endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.host)
     endpoint.listen(site)

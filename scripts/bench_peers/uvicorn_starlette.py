@@ -9,21 +9,17 @@ would. Run it as:
     python scripts/bench_peers/uvicorn_starlette.py --port 8080 --root DIR
 """
 
-import argparse
 import importlib.util
 
 import uvicorn
+from peer_command_line import peer_parser
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--root", default=".")
-    args = parser.parse_args()
+    args = peer_parser(__doc__.splitlines()[0]).parse_args()
     app = Starlette(routes=[Mount("/", app=StaticFiles(directory=args.root, html=True))])
     uvicorn.run(
         app, host=args.host, port=args.port, workers=1, access_log=False, log_level="warning",

@@ -5,9 +5,8 @@ pure-Python WSGI stack. waitress writes no access log.
     python scripts/bench_peers/waitress_whitenoise.py --port 8080 --root DIR
 """
 
-import argparse
-
 import waitress
+from peer_command_line import peer_parser
 from whitenoise import WhiteNoise
 
 
@@ -20,11 +19,7 @@ def not_found(environ, start_response):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--root", default=".")
-    args = parser.parse_args()
+    args = peer_parser(__doc__.splitlines()[0]).parse_args()
     waitress.serve(WhiteNoise(not_found, root=args.root), host=args.host, port=args.port)
 
 

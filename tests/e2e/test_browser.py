@@ -24,7 +24,6 @@ import zlib
 import pytest
 from support.browser import require_browser, start_chromium
 from support.environment import DEMO_ROOT, wait_until
-from support.servers import ServerProcess
 
 # Chromium is slow to start on a small machine; the page loads themselves are quick.
 DEADLINE = 30
@@ -78,21 +77,10 @@ def browser(tmp_path):
 
 
 @pytest.fixture
-def servers():
-    """Factory: servers(root, *flags) -> a running server; all stopped, and
-    checked for tracebacks, at teardown."""
-    started = []
-
-    def start(root, *flags):
-        server = ServerProcess(list(flags), str(root))
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-        stderr = "".join(server.stderr_lines)
-        assert "Traceback" not in stderr, stderr
+def servers(start_server):
+    """Factory: servers(root, *flags) -> a running server (conftest's
+    start_server: stopped, and checked for tracebacks, at teardown)."""
+    return lambda root, *flags: start_server(*flags, root=str(root))
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Each test starts the real server, makes something go wrong while it works,
 and checks what clients get: never bytes that disagree with the head they came
 with (Content-Length, Content-Range, ETag), and a server that goes on serving.
-Each docstring says "Fault: ... Server: ..."; `scripts/soak.py faults` builds
+Each docstring says "Fault: ... Server: ..."; `scripts/faults.py` builds
 the table in docs/reliability.md from them.
 
 Two kinds of fault are injected from outside the package, by a sitecustomize
@@ -13,7 +13,7 @@ wrapper around ``files.resolve`` that waits for a gate file the test creates),
 and a wall clock that jumps (``time.time`` offset by a day on a signal). Both
 are fault injection: the package itself is run unchanged.
 
-Faults covered elsewhere, not repeated here (tests/test_resource_limits.py):
+Faults covered elsewhere, not repeated here (tests/e2e/test_resource_limits.py):
 thousands of clients that reset mid-response (test_resets_and_half_closes_leak_nothing),
 the descriptor limit exhausted and recovered
 (test_out_of_descriptors_pauses_accepting_without_spinning), and a client that
@@ -37,7 +37,7 @@ import psutil
 import pytest
 from support.checks import IMF_FIXDATE
 from support.clients import RawClient, get, read_head, request_once
-from support.environment import BECOME_NOBODY_CODE, NOBODY_UID, REPO, wait_until, world_traversable
+from support.environment import BECOME_NOBODY_CODE, NOBODY_UID, REPO, import_script, wait_until, world_traversable
 from support.servers import sitecustomize_env
 
 BIG_BYTES = 24 * 1024 * 1024
@@ -693,3 +693,20 @@ def test_wall_clock_jumps_back_a_day(start_server, tmp_path):
                "the cache never expired after the clock went back")
     idle.close()
     half.close()
+
+
+# -- the table in docs/reliability.md --------------------------------------------------------------
+
+
+def test_the_fault_table_has_a_row_for_every_fault_test():
+    """scripts/faults.py builds the table from the docstrings here: every test
+    that names its fault has a row, and every test the table refers to exists."""
+    faults = import_script("faults")
+    rows = [test for test, _, _ in faults.fault_rows()]
+    described = {f"tests/e2e/test_faults.py::{name}" for name, function in globals().items()
+                 if name.startswith("test_") and "Fault: " in (function.__doc__ or "")}
+    assert described and described <= set(rows)
+    for test in rows:
+        path, name = test.split("::")
+        with open(os.path.join(REPO, path), encoding="utf-8") as file:
+            assert f"def {name}(" in file.read(), test

@@ -18,13 +18,12 @@ import os
 import re
 import select
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
-from support.clients import RawClient, get
-from support.environment import DEMO_ROOT, require_program
+from support.clients import RawClient, curl, get
+from support.environment import DEMO_ROOT
 from support.servers import ServerProcess, stop_and_check
 
 INDEX_HTML = os.path.join(DEMO_ROOT, "index.html")
@@ -93,13 +92,6 @@ def assert_still_serving(server):
     assert body == read_bytes(INDEX_HTML)
 
 
-def curl(*args):
-    """Run curl quietly and return its stdout bytes; a transport error fails the test."""
-    program = require_program("curl")
-    completed = subprocess.run([program, "--silent", "--show-error", "--max-time", "30", *args],
-                               capture_output=True, timeout=60)
-    assert completed.returncode == 0, completed.stderr.decode(errors="replace")
-    return completed.stdout
 
 
 def parse_curl_include(output):

@@ -78,7 +78,8 @@ def run_redbot(program, url):
     try:
         return json.loads(completed.stdout)
     except json.JSONDecodeError:
-        raise AssertionError(f"redbot printed no HAR: {completed.stdout[:2000]!r} {completed.stderr[-2000:]!r}")
+        raise AssertionError(f"redbot printed no HAR: {completed.stdout[:2000]!r} "
+                             f"{completed.stderr[-2000:]!r}") from None
 
 
 def describe(note):

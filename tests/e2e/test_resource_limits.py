@@ -15,7 +15,6 @@ limit holds" (a correct server never answers then, however fast it is) and
 CPU time used over a window, where a spinning loop would use the whole window.
 """
 
-import os
 import re
 import resource
 import select
@@ -27,6 +26,7 @@ import time
 
 import psutil
 import pytest
+from harness.sampling import socket_descriptor_count
 from support.checks import check_still_serving
 from support.clients import RawClient, get, read_head
 from support.environment import DEMO_ROOT, demo_bytes, make_sparse_file, wait_until
@@ -79,18 +79,6 @@ def read_until_closed(sock, limit, timeout=10):
     return received
 
 
-def socket_descriptors(process):
-    """How many of the server's descriptors are sockets (listeners included)."""
-    count = 0
-    directory = f"/proc/{process.pid}/fd"
-    for name in os.listdir(directory):
-        try:
-            count += os.readlink(os.path.join(directory, name)).startswith("socket:")
-        except FileNotFoundError:
-            pass  # closed while we looked
-    return count
-
-
 def hold_open_in_cache(server, path="/big.bin"):
     """Ask for a large file once (HEAD), so the server's file cache holds it
     open from now on (like nginx's open_file_cache): that descriptor belongs
@@ -106,11 +94,11 @@ def settle(process, baseline_fds=None, timeout=30):
     """Wait until the server holds no socket but its one listener (and, when
     given, exactly ``baseline_fds`` descriptors in all); return its descriptor count."""
     def settled():
-        if socket_descriptors(process) != 1:
+        if socket_descriptor_count(process.pid) != 1:
             return False
         return baseline_fds is None or process.num_fds() == baseline_fds
     wait_until(settled, timeout,
-               lambda: f"{socket_descriptors(process)} sockets and {process.num_fds()} descriptors open "
+               lambda: f"{socket_descriptor_count(process.pid)} sockets and {process.num_fds()} descriptors open "
                        f"(expected 1 and {baseline_fds}); connections: {open_connections(process)}")
     return process.num_fds()
 

@@ -5,7 +5,7 @@ and multi ranges, conditional requests, pipelined batches, HTTP/1.0 and
 Connection: close, abrupt disconnects by FIN and RST, slow readers) from two
 client processes of eight threads each, verifies every response against the
 files on disk, and samples the server with psutil once a second. The short run
-here is 20,000 requests; docs/reliability.md has the long one.
+here is 50,000 requests; docs/reliability.md has the long one.
 
 A soak that reports success whatever happens is worse than none, so one test
 corrupts the server's output on purpose (a sitecustomize that flips a byte of

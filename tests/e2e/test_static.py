@@ -31,7 +31,7 @@ import subprocess
 
 import pytest
 from support.checks import IMF_FIXDATE
-from support.clients import RawClient
+from support.clients import RawClient, curl
 from support.environment import require_program, wait_until
 from support.servers import ServerProcess, stop_and_check
 
@@ -138,19 +138,10 @@ def range_server(request, site_root):
 
 
 @pytest.fixture
-def own_server():
-    """Factory: own_server(root, *flags) -> a server of the test's own; stopped
-    (and checked for tracebacks) at teardown."""
-    servers = []
-
-    def start(root, *flags):
-        server = ServerProcess(list(flags), str(root))
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        stop_and_check(server)
+def own_server(start_server):
+    """Factory: own_server(root, *flags) -> a server of the test's own
+    (conftest's start_server: stopped, and checked for tracebacks, at teardown)."""
+    return lambda root, *flags: start_server(*flags, root=str(root))
 
 
 # -- talking to the server ---------------------------------------------------------------
@@ -1116,13 +1107,6 @@ def test_cache_bytes_bounds_the_cache(own_server, tmp_path):
 # -- ordinary clients: http.client, curl, wget -------------------------------------------------
 
 
-def curl(*args):
-    """Run curl quietly; returns its stdout bytes. A transport error fails the test."""
-    program = require_program("curl")
-    completed = subprocess.run([program, "--silent", "--show-error", "--max-time", "30", *args],
-                               capture_output=True, timeout=60)
-    assert completed.returncode == 0, completed.stderr.decode(errors="replace")
-    return completed.stdout
 
 
 def test_http_client_range_and_revalidation(site_server):

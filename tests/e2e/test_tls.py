@@ -191,9 +191,12 @@ def test_a_stalled_handshake_is_closed_after_the_handshake_timeout(start_server,
         sock.sendall(sent)
     assert RawClient(sock).is_closed_by_peer(timeout=30)
     sock.close()
-    # It was the handshake's own state that timed out.
-    states = [line for line in server.stderr_lines if " state " in line]
-    assert any("handshake-want-read -> closed" in line for line in states), states
+    # It was the handshake's own state that timed out. The line was written
+    # before the socket closed, but the thread reading the server's stderr
+    # may not have it yet: wait for it.
+    wait_until(lambda: any(" state " in line and "handshake-want-read -> closed" in line
+                           for line in list(server.stderr_lines)), 10,
+               lambda: f"no handshake-want-read -> closed in {server.stderr_lines}")
 
 
 def test_the_handshake_is_in_the_state_machine(start_server, certificates, site):

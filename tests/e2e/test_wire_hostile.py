@@ -474,7 +474,7 @@ def test_pipelined_mix_with_bodies_answered_in_order(default_server, client_for)
     """Requests with Content-Length and chunked bodies, HEAD and OPTIONS, pipelined in
     one write: each body is skipped exactly, so every response answers its request."""
     client = client_for(default_server)
-    client.send(post("Content-Length: %d\r\n" % len(SMUGGLED), SMUGGLED)
+    client.send(post(f"Content-Length: {len(SMUGGLED)}\r\n", SMUGGLED)
                 + request("HEAD", "/style.css")
                 + chunked_post(b"%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\nX-T: 1\r\n\r\n")
                 + request("OPTIONS", "*")

@@ -7,100 +7,38 @@ body here is fed three ways, like the head tests: whole, one byte at a time
 the next pipelined request, which must then parse on its own.
 """
 
+import functools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.parsing import (
+    NEXT_REQUEST,
+    CollectingChunkedBody,
+    CollectingLengthBody,
+    CollectingParser,
+    check_next_request_follows,
+    error_three_ways,
+    feed_in_chunks,
+    fields_of,
+    head,
+    parse_three_ways,
+    split_at,
+)
 
-from reactor_http.http1.bodies import MAX_CHUNK_LINE, ChunkedBody, LengthBody
-from reactor_http.http1.parser import ProtocolError, Request, RequestParser
-
-# A complete request after the one under test: it must stay buffered, then parse.
-NEXT_REQUEST = b"GET /next HTTP/1.1\r\nHost: next.example\r\n\r\n"
-
-
-def head(request_line, *field_lines):
-    """Bytes of a request head from its lines."""
-    return b"".join(line + b"\r\n" for line in (request_line, *field_lines)) + b"\r\n"
-
+from reactor_http.http1.bodies import MAX_CHUNK_LINE
+from reactor_http.http1.parser import RequestParser
 
 CHUNKED_HEAD = head(b"POST /upload HTTP/1.1", b"Host: a", b"Transfer-Encoding: chunked")
 CHUNKED_HEADERS = {"host": "a", "transfer-encoding": "chunked"}
+
+# Fed three ways with a parser that keeps the body it frames: (request, body bytes or None).
+parse_with_body = functools.partial(parse_three_ways, collect_bodies=True)
 
 
 def with_length(body, *field_lines, version=b"HTTP/1.1"):
     """A POST whose body is framed by Content-Length."""
     return head(b"POST /upload " + version, b"Host: a", b"Content-Length: %d" % len(body), *field_lines) + body
-
-
-def summary(request):
-    """What a parse produced, for comparing two parses of the same bytes."""
-    body = None if request.body is None else bytes(request.body)
-    return (request.method, request.target, request.version, request.headers, request.content_length,
-            request.chunked, request.has_body, request.body_unread, body)
-
-
-def check_next_request_follows(parser):
-    """The bytes after the request under test are exactly NEXT_REQUEST."""
-    assert parser.buffered == len(NEXT_REQUEST)
-    after = parser.next_request()
-    assert (after.target, after.headers) == ("/next", {"host": "next.example"})
-    assert parser.buffered == 0
-
-
-def parse_three_ways(data, **options):
-    """Parse one complete request (head and body) fed whole, byte by byte and
-    followed by NEXT_REQUEST; check the three agree and return the Request.
-    Bodies are kept unless the caller says otherwise."""
-    options.setdefault("keep_bodies", True)
-    whole = RequestParser(**options)
-    whole.feed(data)
-    request = whole.next_request()
-    assert isinstance(request, Request)
-    assert whole.buffered == 0
-    assert whole.next_request() is None
-
-    bytewise = RequestParser(**options)
-    for index in range(len(data) - 1):
-        bytewise.feed(data[index:index + 1])
-        assert bytewise.next_request() is None, f"a request came out after byte {index}"
-    bytewise.feed(data[-1:])
-    byte_request = bytewise.next_request()
-    assert isinstance(byte_request, Request)
-    assert bytewise.buffered == 0
-
-    followed = RequestParser(**options)
-    followed.feed(data + NEXT_REQUEST)
-    followed_request = followed.next_request()
-    assert isinstance(followed_request, Request)
-    check_next_request_follows(followed)
-
-    assert summary(byte_request) == summary(request)
-    assert summary(followed_request) == summary(request)
-    return request
-
-
-def error_three_ways(data, status, **options):
-    """Check that data fed whole, byte by byte, and followed by NEXT_REQUEST
-    raises ProtocolError(status). Returns the index of the byte on whose
-    arrival the byte-by-byte parse failed."""
-    options.setdefault("keep_bodies", True)
-    for fed in (data, data + NEXT_REQUEST):
-        parser = RequestParser(**options)
-        parser.feed(fed)
-        with pytest.raises(ProtocolError) as caught:
-            parser.next_request()
-        assert caught.value.status == status, caught.value.detail
-
-    bytewise = RequestParser(**options)
-    for index in range(len(data)):
-        bytewise.feed(data[index:index + 1])
-        try:
-            request = bytewise.next_request()
-        except ProtocolError as error:
-            assert error.status == status, error.detail
-            return index
-        assert request is None, f"a request came out after byte {index}"
-    pytest.fail("feeding byte by byte never raised")
 
 
 # -- Content-Length ------------------------------------------------------------
@@ -118,42 +56,48 @@ def error_three_ways(data, status, **options):
 def test_content_length_body_is_read_exactly(body):
     """A Content-Length body is exactly that many bytes (RFC 9112 §6.2), and
     the next request starts at the byte after it."""
-    request = parse_three_ways(with_length(body))
-    assert bytes(request.body) == body
+    request, kept = parse_with_body(with_length(body))
+    assert kept == body
     assert (request.content_length, request.chunked, request.has_body) == (len(body), False, True)
-    assert request.body_unread is False
+    assert request.expects_continue is False
 
 
 def test_content_length_on_any_method_and_on_http_1_0():
     """A GET or an HTTP/1.0 request may carry a Content-Length body too; it is
     framed the same way."""
-    request = parse_three_ways(head(b"GET / HTTP/1.1", b"Host: a", b"Content-Length: 3") + b"abc")
-    assert (request.method, bytes(request.body)) == ("GET", b"abc")
-    request = parse_three_ways(with_length(b"old", version=b"HTTP/1.0"))
-    assert (request.version, bytes(request.body)) == ("HTTP/1.0", b"old")
+    request, body = parse_with_body(head(b"GET / HTTP/1.1", b"Host: a", b"Content-Length: 3") + b"abc")
+    assert (request.method, body) == ("GET", b"abc")
+    request, body = parse_with_body(with_length(b"old", version=b"HTTP/1.0"))
+    assert (request.version, body) == ("HTTP/1.0", b"old")
 
 
 def test_content_length_with_leading_zeros():
     """Content-Length is 1*DIGIT, so leading zeros are allowed (RFC 9110 §8.6)."""
-    request = parse_three_ways(head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 0003") + b"abc")
-    assert (request.content_length, bytes(request.body)) == (3, b"abc")
+    request, body = parse_with_body(head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 0003") + b"abc")
+    assert (request.content_length, body) == (3, b"abc")
 
 
-def test_bodies_are_discarded_unless_kept():
-    """Without keep_bodies the bytes are consumed but not stored."""
-    request = parse_three_ways(with_length(b"hello"), keep_bodies=False)
-    assert request.body is None
-    assert request.content_length == 5
-    request = parse_three_ways(CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n\r\n", keep_bodies=False)
-    assert request.body is None
+@pytest.mark.parametrize("data", [
+    with_length(b"hello"),
+    CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n\r\n",
+    CHUNKED_HEAD + b"3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+])
+def test_the_parser_frames_bodies_as_the_collecting_parser_does(data):
+    """The tests here read bodies through support.parsing's CollectingParser;
+    the parser the server runs frames the same bytes the same way, three ways,
+    and a Request has no place to keep a body at all."""
+    request = parse_three_ways(data)
+    collected_request, _ = parse_with_body(data)
+    assert fields_of(request) == fields_of(collected_request)
+    assert not hasattr(request, "body")
 
 
 def test_a_request_without_a_body_has_no_body_bytes():
-    """keep_bodies does not invent an empty body for a request that has none,
+    """No body is begun for a request that has none (not even an empty one),
     and Content-Length: 0 means no body at all."""
-    assert parse_three_ways(head(b"GET / HTTP/1.1", b"Host: a")).body is None
-    request = parse_three_ways(head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 0"))
-    assert (request.has_body, request.body, request.content_length) == (False, None, 0)
+    assert parse_with_body(head(b"GET / HTTP/1.1", b"Host: a"))[1] is None
+    request, body = parse_with_body(head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 0"))
+    assert (request.has_body, body, request.content_length) == (False, None, 0)
 
 
 def test_pipelined_requests_with_bodies_come_out_in_order():
@@ -163,11 +107,14 @@ def test_pipelined_requests_with_bodies_come_out_in_order():
               + CHUNKED_HEAD + b"6\r\nsecond\r\n0\r\n\r\n"
               + head(b"GET /third HTTP/1.1", b"Host: a")
               + with_length(b""))
-    parser = RequestParser(keep_bodies=True)
+    parser = CollectingParser()
     parser.feed(stream)
-    requests = [parser.next_request() for _ in range(4)]
-    assert [(request.target, request.body) for request in requests] == [
-        ("/upload", b"first body"), ("/upload", b"second"), ("/third", None), ("/upload", None)]
+    seen = []
+    for _ in range(4):
+        request = parser.next_request()
+        seen.append((request.target, parser.body_of(request)))
+    assert seen == [("/upload", b"first body"), ("/upload", b"second"), ("/third", None), ("/upload", None)]
+    assert parser.bodies == [b"first body", b"second"]
     assert parser.next_request() is None
     assert parser.buffered == 0
 
@@ -207,8 +154,8 @@ def test_incomplete_length_body_returns_none_until_complete():
 def test_chunked_body_is_decoded(encoded, decoded):
     """Chunks are concatenated; the request ends after the last chunk and the
     empty line (RFC 9112 §7.1)."""
-    request = parse_three_ways(CHUNKED_HEAD + encoded)
-    assert bytes(request.body) == decoded
+    request, body = parse_with_body(CHUNKED_HEAD + encoded)
+    assert body == decoded
     assert (request.chunked, request.content_length, request.has_body) == (True, None, True)
     assert request.headers == CHUNKED_HEADERS
 
@@ -231,8 +178,8 @@ def test_chunked_body_is_decoded(encoded, decoded):
 def test_chunk_extensions_are_accepted_and_ignored(size_line):
     """chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ])
     (RFC 9112 §7.1.1): well-formed extensions are skipped, on any chunk."""
-    request = parse_three_ways(CHUNKED_HEAD + size_line + b"\r\nhello\r\n0" + size_line[1:] + b"\r\n\r\n")
-    assert bytes(request.body) == b"hello"
+    _, body = parse_with_body(CHUNKED_HEAD + size_line + b"\r\nhello\r\n0" + size_line[1:] + b"\r\n\r\n")
+    assert body == b"hello"
 
 
 @pytest.mark.parametrize("trailer_lines", [
@@ -246,8 +193,8 @@ def test_trailer_fields_are_checked_and_dropped(trailer_lines):
     """Trailer fields are accepted but not merged into the header fields: a
     body must not change the request (RFC 9110 §6.5.2)."""
     trailer = b"".join(line + b"\r\n" for line in trailer_lines)
-    request = parse_three_ways(CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n" + trailer + b"\r\n")
-    assert bytes(request.body) == b"abc"
+    request, body = parse_with_body(CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n" + trailer + b"\r\n")
+    assert body == b"abc"
     assert request.headers == CHUNKED_HEADERS
 
 
@@ -261,8 +208,8 @@ def test_transfer_coding_lists_ending_in_chunked_are_framed_as_chunked(field_lin
     """The framing is chunked when chunked is the final coding (RFC 9112 §6.1);
     other codings are only names to the framing layer."""
     data = head(b"POST / HTTP/1.1", b"Host: a", *field_lines) + b"4\r\nbody\r\n0\r\n\r\n"
-    request = parse_three_ways(data)
-    assert (request.chunked, bytes(request.body)) == (True, b"body")
+    request, body = parse_with_body(data)
+    assert (request.chunked, body) == (True, b"body")
 
 
 @given(body=st.binary(max_size=300), data=st.data())
@@ -270,21 +217,17 @@ def test_transfer_coding_lists_ending_in_chunked_are_framed_as_chunked(field_lin
 def test_any_chunking_and_any_split_give_the_same_body(body, data):
     """However a body is cut into chunks, and however the encoded bytes are
     cut into reads, the body comes out the same and the next request follows."""
-    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(len(body) - 1, 1)), max_size=8))))
-    pieces = [body[start:end] for start, end in zip([0] + cuts, cuts + [len(body)]) if body[start:end]]
+    cuts = data.draw(st.lists(st.integers(1, max(len(body) - 1, 1)), max_size=8))
+    pieces = [piece for piece in split_at(body, cuts) if piece]
     extension = data.draw(st.sampled_from([b"", b";x", b" ; x = \"y\""]))
     encoded = b"".join(b"%x%s\r\n%s\r\n" % (len(piece), extension, piece) for piece in pieces)
     trailer = data.draw(st.sampled_from([b"", b"X-Sum: 1\r\n"]))
     stream = CHUNKED_HEAD + encoded + b"0\r\n" + trailer + b"\r\n" + NEXT_REQUEST
-    reads = sorted(set(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=30))))
-    parser = RequestParser(keep_bodies=True)
-    requests = []
-    for start, end in zip([0] + reads, reads + [len(stream)]):
-        parser.feed(stream[start:end])
-        while (request := parser.next_request()) is not None:
-            requests.append(request)
+    reads = data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=30))
+    parser = CollectingParser()
+    requests = feed_in_chunks(parser, split_at(stream, reads))
     assert [request.target for request in requests] == ["/upload", "/next"]
-    assert bytes(requests[0].body) == body
+    assert parser.bodies == [body]
     assert parser.buffered == 0
 
 
@@ -353,7 +296,7 @@ def test_any_chunking_and_any_split_give_the_same_body(body, data):
 def test_malformed_chunked_body_is_400(bad, repaired):
     """Chunked framing outside RFC 9112 §7.1 is a 400, however it arrives;
     the same body with that one defect repaired parses."""
-    parse_three_ways(CHUNKED_HEAD + repaired)
+    parse_with_body(CHUNKED_HEAD + repaired)
     error_three_ways(CHUNKED_HEAD + bad, 400)
 
 
@@ -380,7 +323,7 @@ def test_transfer_encoding_in_http_1_0_is_400(field_lines, body):
     """An HTTP/1.0 request with Transfer-Encoding is refused rather than
     guessed at (RFC 9112 §6.1)."""
     error_three_ways(head(b"POST / HTTP/1.0", *field_lines) + body, 400)
-    parse_three_ways(head(b"POST / HTTP/1.1", b"Host: a", *field_lines) + body)
+    parse_with_body(head(b"POST / HTTP/1.1", b"Host: a", *field_lines) + body)
 
 
 @pytest.mark.parametrize("field_lines, body", [
@@ -401,8 +344,8 @@ def test_both_content_length_and_transfer_encoding_is_400(field_lines, body):
 
 def test_content_length_of_exactly_max_body_passes():
     """max_body is inclusive."""
-    request = parse_three_ways(with_length(b"b" * 10), max_body=10)
-    assert bytes(request.body) == b"b" * 10
+    _, body = parse_with_body(with_length(b"b" * 10), max_body=10)
+    assert body == b"b" * 10
 
 
 def test_content_length_over_max_body_is_413_before_the_body():
@@ -416,8 +359,8 @@ def test_content_length_over_max_body_is_413_before_the_body():
 
 def test_chunked_body_of_exactly_max_body_passes():
     """The chunked total may reach max_body, spread over several chunks."""
-    request = parse_three_ways(CHUNKED_HEAD + b"4\r\nabcd\r\n6\r\nefghij\r\n0\r\n\r\n", max_body=10)
-    assert bytes(request.body) == b"abcdefghij"
+    _, body = parse_with_body(CHUNKED_HEAD + b"4\r\nabcd\r\n6\r\nefghij\r\n0\r\n\r\n", max_body=10)
+    assert body == b"abcdefghij"
 
 
 @pytest.mark.parametrize("accepted, refused_size_line", [
@@ -439,8 +382,8 @@ def test_chunk_size_line_of_exactly_the_maximum_passes():
     """A size line (with extensions) of MAX_CHUNK_LINE bytes passes, also when
     its CR arrives before its LF; one byte more is a 400."""
     line = b"5;" + b"e" * (MAX_CHUNK_LINE - 2)
-    request = parse_three_ways(CHUNKED_HEAD + line + b"\r\nhello\r\n0\r\n\r\n")
-    assert bytes(request.body) == b"hello"
+    _, body = parse_with_body(CHUNKED_HEAD + line + b"\r\nhello\r\n0\r\n\r\n")
+    assert body == b"hello"
     error_three_ways(CHUNKED_HEAD + line + b"e\r\nhello\r\n0\r\n\r\n", 400)
 
 
@@ -465,8 +408,8 @@ def trailer_of_length(length):
 
 def test_trailer_section_of_exactly_the_limit_passes():
     """max_header_bytes of trailer fields pass."""
-    request = parse_three_ways(CHUNKED_HEAD + b"0\r\n" + trailer_of_length(64) + b"\r\n", **TRAILER_LIMITS)
-    assert request.body == b""
+    _, body = parse_with_body(CHUNKED_HEAD + b"0\r\n" + trailer_of_length(64) + b"\r\n", **TRAILER_LIMITS)
+    assert body == b""
 
 
 def test_trailer_section_one_byte_over_the_limit_is_431():
@@ -485,8 +428,8 @@ def test_unterminated_trailer_line_is_431_without_waiting_for_its_end():
 
 def test_incomplete_bodies_keep_the_buffer_small():
     """Body bytes are consumed as they arrive: feeding 900 KiB in pieces keeps
-    .buffered near zero (a partial chunk-size line at most), so a large body
-    costs no memory unless keep_bodies asks for it."""
+    .buffered near zero (a partial chunk-size line at most), and nothing
+    keeps them, so a large body costs no memory."""
     body = bytes(range(256)) * (900 * 4)
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[start:start + 5000]), body[start:start + 5000])
                        for start in range(0, len(body), 5000)) + b"0\r\n\r\n"
@@ -501,22 +444,24 @@ def test_incomplete_bodies_keep_the_buffer_small():
                 largest_left = max(largest_left, parser.buffered)
             else:
                 requests.append(request)
-        assert len(requests) == 1 and requests[0].body is None
+        assert len(requests) == 1 and not hasattr(requests[0], "body")  # a Request has no place for one
         assert largest_left <= len(b"1388\r")  # at most a partial size line
         assert parser.buffered == 0
 
 
 def test_incomplete_chunked_body_returns_none_until_the_last_line():
     """Until the empty line after the last chunk (and trailers) there is no request."""
-    parser = RequestParser(keep_bodies=True)
+    parser = CollectingParser()
     parser.feed(CHUNKED_HEAD + b"5\r\nhel")
     assert parser.next_request() is None
     assert parser.buffered == 0  # "hel" went into the body already
+    assert parser.bodies == [b"hel"]
     for piece in (b"lo\r", b"\n0\r\n", b"X: 1\r\n", b"\r"):
         parser.feed(piece)
         assert parser.next_request() is None
     parser.feed(b"\n" + NEXT_REQUEST)
-    assert parser.next_request().body == b"hello"
+    request = parser.next_request()
+    assert parser.body_of(request) == b"hello"
     check_next_request_follows(parser)
 
 
@@ -531,36 +476,38 @@ def test_incomplete_chunked_body_returns_none_until_the_last_line():
 def test_expect_100_continue_hands_out_the_request_before_its_body(field_lines, body, decoded):
     """With "Expect: 100-continue" the client waits for an answer before it
     sends the body (RFC 9110 §10.1.1), so the request comes out as soon as its
-    head is complete, marked body_unread; the body, if it comes anyway, is
-    then read and framed like any other, and the next request follows it."""
+    head is complete, marked expects_continue; the body, if it comes anyway,
+    is then read and framed like any other, and the next request follows it."""
     request_head = head(b"POST /upload HTTP/1.1", b"Host: a", *field_lines)
-    parser = RequestParser(keep_bodies=True)
+    parser = CollectingParser()
     for index in range(len(request_head) - 1):
         parser.feed(request_head[index:index + 1])
         assert parser.next_request() is None
     parser.feed(request_head[-1:])
     request = parser.next_request()
-    assert (request.expects_continue, request.body_unread, request.has_body) == (True, True, True)
+    assert (request.expects_continue, request.has_body) == (True, True)
     assert parser.buffered == 0
-    assert request.body == b""
+    kept = parser.body_of(request)
+    assert kept == b""  # begun, nothing read
     parser.feed(body + NEXT_REQUEST)
     after = parser.next_request()
-    assert request.body == decoded
+    assert kept == decoded
+    assert parser.bodies == [decoded]
     assert after.target == "/next"
     assert parser.buffered == 0
 
 
 def test_expect_100_continue_without_a_body_is_an_ordinary_request():
     """Nothing to wait for: the expectation has no effect."""
-    request = parse_three_ways(head(b"GET / HTTP/1.1", b"Host: a", b"Expect: 100-continue"))
-    assert (request.expects_continue, request.body_unread) == (False, False)
+    request, body = parse_with_body(head(b"GET / HTTP/1.1", b"Host: a", b"Expect: 100-continue"))
+    assert (request.expects_continue, request.has_body, body) == (False, False, None)
 
 
 def test_expect_100_continue_in_http_1_0_is_ignored():
     """A server MUST ignore a 100-continue expectation in an HTTP/1.0 request
     (RFC 9110 §10.1.1): the body is read as usual."""
-    request = parse_three_ways(with_length(b"hello", b"Expect: 100-continue", version=b"HTTP/1.0"))
-    assert (request.expects_continue, request.body_unread, bytes(request.body)) == (False, False, b"hello")
+    request, body = parse_with_body(with_length(b"hello", b"Expect: 100-continue", version=b"HTTP/1.0"))
+    assert (request.expects_continue, body) == (False, b"hello")
 
 
 def test_content_length_over_max_body_is_413_even_with_expect():
@@ -585,21 +532,19 @@ def test_other_expectations_are_417(value):
 
 def test_length_body_consumes_only_its_own_bytes():
     """LengthBody eats exactly its length from the front of the buffer."""
-    sink = bytearray()
-    reader = LengthBody(5, sink)
+    reader = CollectingLengthBody(5)
     buffer = bytearray(b"hel")
     assert reader.consume(buffer) is False
     buffer += b"lo, and more"
     assert reader.consume(buffer) is True
-    assert (sink, buffer) == (b"hello", b", and more")
+    assert (reader.collected, buffer) == (b"hello", b", and more")
     assert reader.consume(buffer) is True  # complete stays complete, eats nothing
     assert buffer == b", and more"
 
 
 def test_chunked_body_consumes_only_its_own_bytes():
     """ChunkedBody stops after the final CRLF; total counts data bytes only."""
-    sink = bytearray()
-    reader = ChunkedBody(max_body=100, max_trailer_bytes=100, sink=sink)
+    reader = CollectingChunkedBody(max_body=100, max_trailer_bytes=100)
     buffer = bytearray(b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\nrest")
     assert reader.consume(buffer) is True
-    assert (sink, buffer, reader.total) == (b"abcde", b"rest", 5)
+    assert (reader.collected, buffer, reader.total) == (b"abcde", b"rest", 5)

@@ -16,14 +16,16 @@ difference fails the test. docs/conformance.md lists the same classes.
 
 import pathlib
 import re
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import h11
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.environment import REPO
+from support.parsing import CollectingParser, mutate_bytes, split_at
 
-from reactor_http.http1.bodies import ChunkedBody, LengthBody
 from reactor_http.http1.parser import ProtocolError, RequestParser
 
 MAX_BODY = RequestParser().max_body  # the parser's default limits throughout
@@ -42,9 +44,10 @@ class Outcome(NamedTuple):
 
 
 def run_ours(chunks):
-    """Feed the chunks to RequestParser(keep_bodies=True) and take the first request."""
+    """Feed the chunks to a parser that keeps the bodies it frames
+    (support.parsing.CollectingParser) and take the first request."""
     data = b"".join(chunks)
-    parser = RequestParser(keep_bodies=True)
+    parser = CollectingParser()
     fed = 0
     request = None
     try:
@@ -54,28 +57,31 @@ def run_ours(chunks):
             if request is None:
                 request = parser.next_request()
                 consumed = fed - parser.buffered
+                if request is not None:
+                    body = parser.body_of(request)
         if request is None:
             return Outcome("incomplete")
         leftover = data[len(data) - parser.buffered:]
-        if request.body_unread:
+        if request.expects_continue:
             # Handed out before its body (Expect: 100-continue). The connection
             # would answer and close; to compare the body with h11's, read it
             # with the reader the parser itself would use.
             if request.chunked:
-                reader = ChunkedBody(parser.max_body, parser.max_header_bytes, request.body)
+                reader = parser.chunked_body(parser.max_body, parser.max_header_bytes)
             else:
-                reader = LengthBody(request.content_length, request.body)
+                reader = parser.length_body(request.content_length)
             buffer = bytearray(data[consumed:])
             if not reader.consume(buffer):
                 return Outcome("incomplete")
             leftover = bytes(buffer)
+            body = reader.collected
     except ProtocolError as error:
         return Outcome("reject", error.status)
     headers = dict(request.headers)
     if "transfer-encoding" in headers:
         headers["transfer-encoding"] = headers["transfer-encoding"].lower()  # h11 lower-cases it
     message = (request.method, request.target, request.version, headers)
-    return Outcome("accept", message=message, body=bytes(request.body or b""), leftover=leftover)
+    return Outcome("accept", message=message, body=bytes(body or b""), leftover=leftover)
 
 
 def run_h11(chunks):
@@ -395,8 +401,8 @@ def field_lines(name, value):
 def chunked_bodies(draw, body):
     """body in chunked coding: random chunk sizes (hex of either case, maybe
     with leading zeros), valid extensions, maybe trailer fields."""
-    cuts = sorted(set(draw(st.lists(st.integers(1, max(len(body) - 1, 1)), max_size=4))))
-    pieces = [body[start:end] for start, end in zip([0] + cuts, cuts + [len(body)]) if body[start:end]]
+    cuts = draw(st.lists(st.integers(1, max(len(body) - 1, 1)), max_size=4))
+    pieces = [piece for piece in split_at(body, cuts) if piece]
     extensions = st.sampled_from([b"", b";a", b";name=value", b';q="quoted \\" string"', b";a;b=c", b";x= y"])
     encoded = b""
     for piece in pieces + [b""]:
@@ -532,17 +538,7 @@ def deviated_requests(draw, first):
         elif kind == "truncate" and len(data) > 1:
             del data[draw(st.integers(1, len(data) - 1)):]
         elif kind == "bytes":
-            for _ in range(draw(st.integers(1, 3))):
-                position = draw(st.integers(0, len(data)))
-                byte = draw(st.sampled_from(INTERESTING_BYTES) | st.integers(0, 255))
-                action = draw(st.sampled_from(["insert", "delete", "replace"]))
-                if action == "insert":
-                    data.insert(position, byte)
-                elif position < len(data):
-                    if action == "delete":
-                        del data[position]
-                    else:
-                        data[position] = byte
+            mutate_bytes(draw, data, st.sampled_from(INTERESTING_BYTES) | st.integers(0, 255))
     return bytes(data), done
 
 
@@ -553,9 +549,7 @@ def draw_chunks(data, draw):
         return [data]
     if how == "bytes":
         return [data[index:index + 1] for index in range(len(data))]
-    points = sorted(set(draw(st.lists(st.integers(1, max(len(data) - 1, 1)), max_size=10), label="points")))
-    points = [point for point in points if 0 < point < len(data)]
-    return [data[start:end] for start, end in zip([0] + points, points + [len(data)])]
+    return split_at(data, draw(st.lists(st.integers(1, max(len(data) - 1, 1)), max_size=10), label="points"))
 
 
 # -- the tests -----------------------------------------------------------------
@@ -639,7 +633,7 @@ def test_each_documented_difference_is_real(name):
 
 def test_every_difference_is_in_the_conformance_document():
     """docs/conformance.md has a table row for each class, with its RFC section."""
-    document = (pathlib.Path(__file__).parent.parent / "docs" / "conformance.md").read_text(encoding="utf-8")
+    document = (pathlib.Path(REPO) / "docs" / "conformance.md").read_text(encoding="utf-8")
     rows = {line.split("|")[1].strip(): line for line in document.splitlines() if line.startswith("| ")}
     for difference in DIFFERENCES:
         assert difference.name in rows, f"{difference.name!r} is not in docs/conformance.md"

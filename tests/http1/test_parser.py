@@ -12,94 +12,19 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.parsing import error_three_ways, feed_in_chunks, fields_of, head, mutate_bytes, parse_three_ways, split_at
 
 from reactor_http.http1 import parser as http_parser
-from reactor_http.http1.parser import ProtocolError, Request, RequestParser
+from reactor_http.http1.parser import ProtocolError, RequestParser
 
 # Small limits keep the limit tests short and exact.
 SMALL_LIMITS = {"max_request_line": 32, "max_header_bytes": 64, "max_header_count": 4}
-
-# A complete request that follows the input under test: it must be left
-# untouched in the buffer and then parse on its own.
-NEXT_REQUEST = b"GET /next HTTP/1.1\r\nHost: next.example\r\n\r\n"
 
 # RFC 9110 §5.6.2: tchar. The alphabets the generated requests draw from.
 TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/%?"
 # field-value octets (RFC 9110 §5.5): VCHAR, obs-text, SP, HTAB.
 FIELD_VALUE_BYTES = bytes([0x09]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
-
-
-def fields_of(request):
-    """Every public field of a Request, for comparing two parses."""
-    return (request.method, request.target, request.version, request.headers,
-            request.keep_alive, request.has_body, request.request_line)
-
-
-def parse_three_ways(data, **limits):
-    """Parse one complete request head fed whole, byte by byte, and followed by
-    NEXT_REQUEST; check the three agree and return the Request."""
-    whole = RequestParser(**limits)
-    whole.feed(data)
-    request = whole.next_request()
-    assert isinstance(request, Request)
-    assert whole.buffered == 0
-    assert whole.next_request() is None
-
-    bytewise = RequestParser(**limits)
-    for index in range(len(data) - 1):
-        bytewise.feed(data[index:index + 1])
-        assert bytewise.next_request() is None, f"a request came out after byte {index}"
-    bytewise.feed(data[-1:])
-    byte_request = bytewise.next_request()
-    assert isinstance(byte_request, Request)
-    assert bytewise.buffered == 0
-
-    followed = RequestParser(**limits)
-    followed.feed(data + NEXT_REQUEST)
-    followed_request = followed.next_request()
-    assert isinstance(followed_request, Request)
-    assert followed.buffered == len(NEXT_REQUEST)
-    after = followed.next_request()
-    assert (after.target, after.headers) == ("/next", {"host": "next.example"})
-    assert followed.buffered == 0
-
-    assert fields_of(byte_request) == fields_of(request)
-    assert fields_of(followed_request) == fields_of(request)
-    return request
-
-
-def error_three_ways(data, status, **limits):
-    """Check that data fed whole, byte by byte, and followed by NEXT_REQUEST
-    raises ProtocolError(status). Returns the index of the byte on whose
-    arrival the byte-by-byte parse failed."""
-    whole = RequestParser(**limits)
-    whole.feed(data)
-    with pytest.raises(ProtocolError) as caught:
-        whole.next_request()
-    assert caught.value.status == status, caught.value.detail
-
-    followed = RequestParser(**limits)
-    followed.feed(data + NEXT_REQUEST)
-    with pytest.raises(ProtocolError) as caught:
-        followed.next_request()
-    assert caught.value.status == status, caught.value.detail
-
-    bytewise = RequestParser(**limits)
-    for index in range(len(data)):
-        bytewise.feed(data[index:index + 1])
-        try:
-            request = bytewise.next_request()
-        except ProtocolError as error:
-            assert error.status == status, error.detail
-            return index
-        assert request is None
-    pytest.fail("feeding byte by byte never raised")
-
-
-def head(request_line, *field_lines):
-    """Bytes of a request head from its lines."""
-    return b"".join(line + b"\r\n" for line in (request_line, *field_lines)) + b"\r\n"
 
 
 # -- valid requests ------------------------------------------------------------
@@ -218,7 +143,7 @@ def test_keep_alive(version, field_lines, keep_alive):
 ])
 def test_has_body(field_lines, body, has_body):
     """has_body is true for Content-Length > 0 or a chunked Transfer-Encoding;
-    the request is complete once its body is (tests/test_http_body.py)."""
+    the request is complete once its body is (test_bodies.py)."""
     request = parse_three_ways(head(b"POST /upload HTTP/1.1", b"Host: a", *field_lines) + body)
     assert request.has_body is has_body
 
@@ -273,7 +198,7 @@ def test_pipelined_requests_byte_by_byte_with_empty_lines_between():
         if request is not None:
             targets.append((request.target, index))
     ends = [len(b"\r\n".join(PIPELINE[:count])) - 1 for count in (1, 2, 3)]
-    assert targets == list(zip(["/first", "/second", "/third"], ends))
+    assert targets == list(zip(["/first", "/second", "/third"], ends, strict=True))
 
 
 # -- errors --------------------------------------------------------------------
@@ -602,31 +527,6 @@ def draw_cuts(data, length):
     return data.draw(st.lists(st.integers(0, length), max_size=30), label="cuts")
 
 
-def split_at(data, cuts):
-    """data cut into chunks at the given offsets."""
-    points = sorted(set(cut for cut in cuts if 0 < cut < len(data)))
-    return [data[start:end] for start, end in zip([0] + points, points + [len(data)])]
-
-
-def feed_in_chunks(chunks, **limits):
-    """Feed chunks one at a time, draining every complete request after each.
-    Returns the requests, or raises ProtocolError. Each request must consume
-    bytes, so the draining loop provably ends."""
-    parser = RequestParser(**limits)
-    requests = []
-    for chunk in chunks:
-        parser.feed(chunk)
-        while True:
-            before = parser.buffered
-            request = parser.next_request()
-            if request is None:
-                break
-            assert isinstance(request, Request)
-            assert parser.buffered < before
-            requests.append(request)
-    return requests, parser.buffered
-
-
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(first=valid_requests(), second=st.none() | valid_requests(), data=st.data())
 def test_any_split_parses_like_one_feed(first, second, data):
@@ -634,9 +534,10 @@ def test_any_split_parses_like_one_feed(first, second, data):
     gives exactly the requests one feed gives."""
     pairs = [first] if second is None else [first, second]
     stream = b"".join(raw for raw, _ in pairs)
-    whole, whole_left = feed_in_chunks([stream])
-    split, split_left = feed_in_chunks(split_at(stream, draw_cuts(data, len(stream))))
-    assert whole_left == split_left == 0
+    whole_parser, split_parser = RequestParser(), RequestParser()
+    whole = feed_in_chunks(whole_parser, [stream])
+    split = feed_in_chunks(split_parser, split_at(stream, draw_cuts(data, len(stream))))
+    assert whole_parser.buffered == split_parser.buffered == 0
     assert [(r.method, r.target, r.version, r.headers) for r in whole] == [meaning for _, meaning in pairs]
     assert [fields_of(request) for request in split] == [fields_of(request) for request in whole]
 
@@ -649,7 +550,7 @@ interesting_bytes = st.sampled_from(b"\r\n \t:,\x00\x7f\x80\xff/H1")
 def parse_or_protocol_error(chunks, limits):
     """Run the parser; a ProtocolError with a 4xx/5xx status is an allowed outcome."""
     try:
-        feed_in_chunks(chunks, **limits)
+        feed_in_chunks(RequestParser(**limits), chunks)
     except ProtocolError as error:
         assert error.status in (400, 414, 431, 505)
 
@@ -668,17 +569,7 @@ def mutated_requests(draw):
     """A valid request with a few bytes inserted, deleted or replaced."""
     raw, _ = draw(valid_requests())
     raw = bytearray(raw)
-    for _ in range(draw(st.integers(1, 3))):
-        position = draw(st.integers(0, len(raw)))
-        byte = draw(interesting_bytes | st.integers(0, 255))
-        kind = draw(st.sampled_from(["insert", "delete", "replace"]))
-        if kind == "insert":
-            raw.insert(position, byte)
-        elif position < len(raw):
-            if kind == "delete":
-                del raw[position]
-            else:
-                raw[position] = byte
+    mutate_bytes(draw, raw, interesting_bytes | st.integers(0, 255))
     return bytes(raw)
 
 

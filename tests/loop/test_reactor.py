@@ -7,6 +7,7 @@ test sleeps waiting for a timer. Readiness and wake-up tests run over every
 selector backend this platform has, plus the "auto" default.
 """
 
+import functools
 import os
 import selectors
 import socket
@@ -14,6 +15,7 @@ import threading
 import time
 
 import pytest
+from support.fakes import FakeClock
 
 from reactor_http.loop.reactor import (
     EVENT_READ,
@@ -35,19 +37,6 @@ GENEROUS = 10.0
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-class FakeClock:
-    """A clock the test moves by hand; the reactor reads it through clock=."""
-
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 class Watchdog:
@@ -674,6 +663,13 @@ def test_make_waker_returns_the_kind_asked_for(waker_kind):
         waker.close()
 
 
+
+def post_after_a_moment(reactor, callback):
+    """From another thread: let the loop reach select first, then post."""
+    time.sleep(0.05)
+    reactor.call_soon_threadsafe(callback)
+
+
 def test_post_from_another_thread_wakes_a_blocked_run_once(waking_reactor):
     """run_once() with nothing to do sleeps in select with no timeout; a
     call_soon_threadsafe from another thread must end that sleep and run the
@@ -681,10 +677,8 @@ def test_post_from_another_thread_wakes_a_blocked_run_once(waking_reactor):
     loop_thread = threading.get_ident()
     for round_number in range(3):
         ran_on = []
-        poster = threading.Thread(
-            target=lambda: (time.sleep(0.05),  # let the loop reach select first
-                            waking_reactor.call_soon_threadsafe(
-                                lambda: ran_on.append(threading.get_ident()))))
+        record_thread = functools.partial(lambda found: found.append(threading.get_ident()), ran_on)
+        poster = threading.Thread(target=post_after_a_moment, args=(waking_reactor, record_thread))
         watchdog = Watchdog(waking_reactor)
         poster.start()
         try:

@@ -7,7 +7,6 @@ responses, not writes. Needs wrk and taskset: skipped locally without them,
 a failure under CI=true.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -15,17 +14,10 @@ import subprocess
 import sys
 
 import pytest
-from support.environment import REPO, require_program
+from support.environment import REPO, import_script, require_program
 
 BENCH = os.path.join(REPO, "scripts", "bench.py")
-
-
-def load_bench_module():
-    """scripts/bench.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+bench = import_script("bench")
 
 
 def cpu_flags():
@@ -43,7 +35,8 @@ def test_help_names_every_scenario_and_option():
     for name in ("S1", "S1b", "S2", "S3", "S4", "S5", "S6"):
         assert f"{name} " in text, name
     for option in ("--servers", "--scenarios", "--runs", "--duration", "--quick", "--server-cpus",
-                   "--client-cpus", "--idle-connections", "--reactor-workers", "--json", "--png"):
+                   "--client-cpus", "--idle-connections", "--reactor-workers", "--json", "--png",
+                   "--reactor-http-checkout"):
         assert option in text, option
 
 
@@ -61,14 +54,17 @@ def test_missing_wrk_and_taskset_is_a_clear_error(tmp_path):
 def test_quick_run_reports_sane_figures(tmp_path):
     """A real quick run: every figure the JSON holds for the measured cells is
     positive, the 404 scenario got 404s and nothing else, the ceiling loop is not
-    asked for what it cannot answer, and the ratio is computed from the medians."""
+    asked for what it cannot answer, the ratio is computed from the medians, and
+    a second checkout (this one again, by another name) is measured beside the
+    rest and compared like a peer."""
     require_program("wrk")
     require_program("taskset")
     json_path = tmp_path / "bench.json"
     completed = subprocess.run(
         [sys.executable, BENCH, "--quick", "--scenarios", "S1,S4", "--duration", "1",
-         "--servers", "reactor_http,ceiling,reactor_http_log", "--json", str(json_path), *cpu_flags()],
-        capture_output=True, text=True, timeout=120)
+         "--servers", "reactor_http,ceiling,reactor_http_log", "--reactor-http-checkout", f"again={REPO}",
+         "--json", str(json_path), *cpu_flags()],
+        capture_output=True, text=True, timeout=180)
     assert completed.returncode == 0, completed.stderr
     report = json.loads(json_path.read_text())
 
@@ -78,7 +74,7 @@ def test_quick_run_reports_sane_figures(tmp_path):
     assert report["servers"]["reactor_http"]["version"].startswith("reactor_http ")
     results = report["results"]
     for server, scenario in (("reactor_http", "S1"), ("reactor_http", "S4"), ("ceiling", "S1"),
-                             ("reactor_http_log", "S1")):
+                             ("reactor_http_log", "S1"), ("again", "S1"), ("again", "S4")):
         summary = results[server][scenario]
         assert len(summary["runs"]) == 1, (server, scenario)
         run = summary["runs"][0]
@@ -103,11 +99,18 @@ def test_quick_run_reports_sane_figures(tmp_path):
     theirs = results["ceiling"]["S1"]["requests_per_second"]["median"]
     assert report["ratios"]["ceiling"]["S1"]["throughput"] == pytest.approx(mine / theirs)
     assert "S4" not in report["ratios"]["ceiling"]
+    assert report["options"]["servers"] == ["reactor_http", "ceiling", "reactor_http_log", "again"]
+    assert report["servers"]["again"]["checkout"] == REPO
+    assert report["servers"]["again"]["version"].startswith("reactor_http ")
+    again = results["again"]["S4"]["requests_per_second"]["median"]
+    assert report["ratios"]["again"]["S4"]["throughput"] == pytest.approx(
+        results["reactor_http"]["S4"]["requests_per_second"]["median"] / again)
     assert "Throughput: one run" in completed.stdout
     assert "reactor_http / peer" in completed.stdout
     # The access-log variant logged every request (the warm-up's and the check's too),
     # and is compared with the plain run of the same invocation.
-    assert results["reactor_http_log"]["access_log"]["lines"] >= results["reactor_http_log"]["S1"]["runs"][0]["requests"]
+    logged = results["reactor_http_log"]["access_log"]["lines"]
+    assert logged >= results["reactor_http_log"]["S1"]["runs"][0]["requests"]
     variant = results["reactor_http_log"]["S1"]["requests_per_second"]["median"]
     assert f"{variant / mine:.2f}x" in completed.stdout.split("reactor_http's variants")[1]
 
@@ -118,7 +121,6 @@ def test_wrk_counts_pipelined_responses_not_writes(start_server, tmp_path):
     server may have answered up to one batch per connection that wrk stopped
     before reading, so the log can be ahead by at most 16 x connections."""
     wrk = require_program("wrk")
-    bench = load_bench_module()
     server = start_server()  # with its access log: one line per response
     script = bench.write_wrk_script(str(tmp_path / "pipelined.lua"), "/index.html", depth=16)
     connections = 4
@@ -133,3 +135,22 @@ def test_wrk_counts_pipelined_responses_not_writes(start_server, tmp_path):
     # Enough traffic that counting writes instead of responses could not pass.
     assert logged > 16 * connections * 4
     assert counted_by_wrk <= logged <= counted_by_wrk + 16 * connections
+
+
+def test_a_checkout_is_a_server_of_its_own(tmp_path):
+    """--reactor-http-checkout NAME=DIR adds NAME, running DIR's reactor_http,
+    after the servers named (or where --servers puts it); a directory that is
+    no checkout, or a name already taken, is refused before anything starts."""
+    parser = bench.build_parser()
+    options = bench.resolve_options(parser, parser.parse_args(
+        ["--servers", "reactor_http,nginx", "--reactor-http-checkout", f"before={REPO}"]))
+    assert options.server_list == ["reactor_http", "nginx", "before"]
+    spec = options.server_specs["before"]
+    assert spec.is_reactor_http and spec.checkout == REPO
+    options = bench.resolve_options(parser, parser.parse_args(
+        ["--servers", "before,reactor_http", "--reactor-http-checkout", f"before={REPO}"]))
+    assert options.server_list == ["before", "reactor_http"]
+    for wrong in (f"nginx={REPO}", f"before={tmp_path}", REPO):
+        completed = subprocess.run([sys.executable, BENCH, "--reactor-http-checkout", wrong, "--quick"],
+                                   capture_output=True, text=True, timeout=60)
+        assert completed.returncode == 2 and "--reactor-http-checkout" in completed.stderr, completed.stderr

@@ -82,7 +82,7 @@ def test_reactor_threads_stay_flat_while_the_baseline_spends_one_per_connection(
     assert len(reactor_threads) == 1, reactor_threads  # the same at 10 and at 50 connections
     assert reactor_threads.pop() <= concurrency_run.REACTOR_THREADS  # the loop + the executor's 8
     assert _number(baseline[50]["threads"]) > _number(baseline[10]["threads"])
-    for step, row in baseline.items():
+    for row in baseline.values():
         # A thread for each open connection, plus the one that accepts.
         assert _number(row["threads"]) >= int(row["open_connections"]) + 1, row
     assert _number(baseline[50]["threads"]) > _number(reactor[50]["threads"])

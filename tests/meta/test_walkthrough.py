@@ -1,9 +1,9 @@
 """Every command in docs/walkthrough.md runs, as written, and prints what the page shows.
 
 Each ```sh block is run with bash from the repository's root. It must exit 0,
-and each line of the ```text block that follows it (if any) must appear in
-its output, numbers aside: timestamps, descriptors and durations differ from
-run to run, the words do not.
+and the lines of the ```text block that follows it (if any) must appear in its
+output in the same order, numbers aside: timestamps, descriptors and durations
+differ from run to run, the words and their order do not.
 """
 
 import os
@@ -59,8 +59,11 @@ def test_walkthrough_command(number):
             pass
     assert process.returncode == 0, f"exit status {process.returncode}:\n{output}"
     lines = output.splitlines()
+    position = 0  # the sample's lines must appear in this order (others may come between)
     for sample_line in (sample or "").splitlines():
         if not sample_line.strip():
             continue
         pattern = line_pattern(sample_line)
-        assert any(pattern.search(line) for line in lines), f"not printed: {sample_line!r}\n{output}"
+        found = next((index for index in range(position, len(lines)) if pattern.search(lines[index])), None)
+        assert found is not None, f"not printed, or not in this order: {sample_line!r}\n{output}"
+        position = found + 1

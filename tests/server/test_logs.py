@@ -12,18 +12,11 @@ import pytest
 from hypothesis import given, strategies
 from support.clients import get, request_once
 from support.environment import wait_until
+from support.fakes import FakeClock
 
 from reactor_http.http1.parser import RequestParser
 from reactor_http.loop.reactor import Reactor
 from reactor_http.server import logs
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def make_log():

@@ -15,19 +15,10 @@ import types
 from hypothesis import settings
 from hypothesis import strategies as strategies
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from support.fakes import FakeClock
 
 from reactor_http.static.cache import ENTRY_OVERHEAD_BYTES, MAX_OPEN_FILES, FileCache
 from reactor_http.static.files import MissingSlash, Refused, Resource, Variant
-
-
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 def make_variant(coding, size, small=True):
@@ -40,7 +31,8 @@ def make_variant(coding, size, small=True):
 def make_resource(*sizes):
     """A Resource whose variants hold ``sizes`` bytes (identity first, then br, zstd)."""
     codings = ("identity", "br", "zstd")
-    return Resource("file.txt", {coding: make_variant(coding, size) for coding, size in zip(codings, sizes)})
+    return Resource("file.txt", {coding: make_variant(coding, size)
+                                 for coding, size in zip(codings, sizes, strict=False)})
 
 
 def cost_of(*sizes):

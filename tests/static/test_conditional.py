@@ -338,7 +338,7 @@ def test_every_combination_of_fields(method):
     """All 4**4 combinations of the four fields agree with the RFC's steps."""
     names = list(FIELD_STATES)
     for combination in itertools.product(["absent", "true", "false", "invalid"], repeat=len(names)):
-        states = dict(zip(names, combination))
+        states = dict(zip(names, combination, strict=True))
         headers = {name: FIELD_STATES[name][state] for name, state in states.items() if state != "absent"}
         assert evaluate_preconditions(method, headers, ETAG, LAST_MODIFIED) == \
             expected_by_rfc(method, states), headers

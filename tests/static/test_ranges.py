@@ -175,7 +175,7 @@ def check_well_formed(result, size):
         for first, last in result:
             assert 0 <= first <= last <= size - 1
         in_file_order = sorted(result)
-        for (_, previous_last), (next_first, _) in zip(in_file_order, in_file_order[1:]):
+        for (_, previous_last), (next_first, _) in zip(in_file_order, in_file_order[1:], strict=False):
             assert next_first > previous_last + 1
 
 

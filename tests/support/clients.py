@@ -1,44 +1,42 @@
-"""A raw-socket HTTP client that reads responses exactly as framed on the wire."""
+"""A raw-socket HTTP client that reads responses exactly as framed on the wire.
 
-import socket
+The reading is the harness's (scripts/harness/http.py), the one strict reader
+the scripts use too; here a response that breaks its rules fails the test.
+"""
+
+import subprocess
+
+from harness.http import ClientConnection, Mismatch
+
+from .environment import require_program
 
 
 class RawClient:
-    """A raw-socket HTTP client that reads responses exactly as framed on the wire."""
+    """A raw-socket HTTP client that reads responses exactly as framed on the
+    wire: HTTP/1.1, no field repeated, the body as long as Content-Length says."""
 
     def __init__(self, sock, timeout=10):
-        self.sock = sock
-        self.sock.settimeout(timeout)
-        self.buffer = b""
+        self.connection = ClientConnection(sock, timeout)
+
+    @property
+    def sock(self):
+        return self.connection.sock
+
+    @property
+    def buffer(self):
+        """Bytes received after the last response read."""
+        return self.connection.buffer
 
     def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError(f"server closed; unparsed bytes: {self.buffer[:200]!r}")
-        self.buffer += data
+        self.connection.send(data)
 
     def read_response(self, head_request=False):
         """One response: (status, headers with lower-case names, body bytes)."""
-        while b"\r\n\r\n" not in self.buffer:
-            self._fill()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        version, status = lines[0].split(" ")[:2]
-        assert version == "HTTP/1.1", lines[0]
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            assert name.lower() not in headers, f"repeated field {name}"
-            headers[name.lower()] = value.strip()
-        status = int(status)
-        length = 0 if head_request or status in (204, 304) else int(headers["content-length"])
-        while len(self.buffer) < length:
-            self._fill()
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        return status, headers, body
+        try:
+            head, body = self.connection.read_response("HEAD" if head_request else "GET")
+        except Mismatch as error:
+            raise AssertionError(str(error)) from error
+        return head.status, head.headers, bytes(body)
 
     def request(self, data, head_request=False):
         self.send(data)
@@ -46,18 +44,13 @@ class RawClient:
 
     def is_closed_by_peer(self, timeout=10):
         """True if the server closes (EOF or reset) with no further bytes."""
-        self.sock.settimeout(timeout)
         try:
-            data = self.sock.recv(65536)
-        except ConnectionResetError:
-            return True
-        except socket.timeout:
-            return False
-        assert data == b"", f"unexpected bytes after the response: {data[:200]!r}"
-        return True
+            return self.connection.closed_by_server(timeout)
+        except Mismatch as error:
+            raise AssertionError(str(error)) from error
 
     def close(self):
-        self.sock.close()
+        self.connection.close()
 
 
 def get(path="/", host="x", extra=""):
@@ -74,26 +67,23 @@ def request_once(server, data, head_request=False):
         client.close()
 
 
-def read_head(sock, limit=65536):
+def read_head(sock):
     """Read one response head from a socket without reading its body into memory.
 
     Returns (status, headers with lower-case names, the body bytes that came in
     the same reads as the head)."""
-    buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        data = sock.recv(4096)
-        if not data:
-            raise ConnectionError(f"closed before a complete head: {buffer[:200]!r}")
-        buffer += data
-        assert len(buffer) <= limit, "response head too long"
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    version, status = lines[0].split(" ")[:2]
-    assert version == "HTTP/1.1", lines[0]
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.lower()] = value.strip()
-    return int(status), headers, rest
+    connection = ClientConnection(sock, sock.gettimeout())
+    try:
+        head = connection.read_head()
+    except Mismatch as error:
+        raise AssertionError(str(error)) from error
+    return head.status, head.headers, bytes(connection.buffer)
 
 
+def curl(*args):
+    """Run curl quietly and return its stdout bytes; a transport error fails the test."""
+    program = require_program("curl")
+    completed = subprocess.run([program, "--silent", "--show-error", "--max-time", "30", *args],
+                               capture_output=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr.decode(errors="replace")
+    return completed.stdout

@@ -1,20 +1,11 @@
 """The real server in a subprocess, and the record of the transitions it made."""
 
 import os
-import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
+
+from harness.server import ReactorHttpProcess, ServerError, parse_banner
 
 from .environment import REPO, wait_until
-
-# "Serving ROOT at http://127.0.0.1:PORT/ (...)", https:// with TLS, or unix:PATH.
-_BANNER = re.compile(r"Serving (.+?) at (?:(https?)://(\[[^\]]+\]|[^:/]+):(\d+)/|unix:(\S+))")
-
-
 
 # -- which connection transitions the end-to-end servers went through ------------------------
 #
@@ -97,64 +88,35 @@ def sitecustomize_env(directory, code, record_transitions=True):
 
 
 
-class ServerProcess:
-    """A running `python -m reactor_http` and what it printed."""
+class ServerProcess(ReactorHttpProcess):
+    """A running `python -m reactor_http` (from this checkout, on a port of its
+    own) and what it printed, recording the connection's transitions."""
 
     def __init__(self, args, root, cwd=None, env=None, preexec_fn=None, launcher=(), pass_fds=()):
         self.root = root
-        command = [*launcher, sys.executable, "-m", "reactor_http", "--port", "0", "--root", root, *args]
         seen_dir = transitions_seen_dir()
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join((os.path.join(seen_dir, "recorder"), REPO)),
-                           PYTHONUNBUFFERED="1", TEST_TRANSITIONS_SEEN_DIR=seen_dir)
-        if env:
-            environment.update(env)
-        self.process = subprocess.Popen(
-            command, cwd=cwd or REPO, env=environment, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn,
-            pass_fds=pass_fds)
-        self.stdout_lines = []
-        self.stderr_lines = []
-        self._banner = threading.Event()
-        self._stdout_reader = threading.Thread(target=self._pump, args=(self.process.stdout, self.stdout_lines, True), daemon=True)
-        self._stderr_reader = threading.Thread(target=self._pump, args=(self.process.stderr, self.stderr_lines, False), daemon=True)
-        self._stdout_reader.start()
-        self._stderr_reader.start()
-        if not self._banner.wait(30):
+        environment = {"PYTHONPATH": os.pathsep.join((os.path.join(seen_dir, "recorder"), REPO)),
+                       "TEST_TRANSITIONS_SEEN_DIR": seen_dir, **(env or {})}
+        super().__init__(["--port", "0", "--root", root, *args], launcher=launcher, env=environment, cwd=cwd,
+                         preexec_fn=preexec_fn, pass_fds=pass_fds)
+        self.wait_until_serving()
+        if parse_banner(self.stdout_lines[0]) is None:
             self.stop()
-            raise RuntimeError(f"server did not start: {self.stderr_lines}")
-        if not self.stdout_lines or not _BANNER.search(self.stdout_lines[0]):
-            self.stop()
-            raise RuntimeError(f"server did not start: {''.join(self.stderr_lines)}")
+            raise ServerError(f"the server printed something before its banner: {self.stdout_lines[0]!r}")
         # One banner line per listener, TCP ones first: host and port are the first's.
-        match = _BANNER.search(self.stdout_lines[0])
-        self.scheme = match.group(2)
-        self.host = match.group(3).strip("[]") if match.group(3) else None
-        self.port = int(match.group(4)) if match.group(4) else None
-        self.pid = self.process.pid
+        self.scheme, self.host, self.port = self.banner.scheme, self.banner.host, self.banner.port
 
     def banners(self, count, timeout=10):
         """The first ``count`` banner lines (one per listener), once printed."""
-        def found():
-            lines = [line for line in list(self.stdout_lines) if _BANNER.search(line)]
-            return lines[:count] if len(lines) >= count else None
-        return wait_until(found, timeout, lambda: f"fewer than {count} banners: {self.stdout_lines}")
+        return [banner.line for banner in self.wait_for_banners(count, timeout)]
 
     def unix_path(self, listeners=1):
         """The Unix socket path the banners name (``listeners``: how many banner
         lines to wait for)."""
-        for line in self.banners(listeners):
-            path = _BANNER.search(line).group(5)
-            if path:
-                return path
+        for banner in self.wait_for_banners(listeners):
+            if banner.unix_path:
+                return banner.unix_path
         raise AssertionError(f"no unix: banner in {self.stdout_lines}")
-
-    def _pump(self, stream, lines, is_stdout):
-        for line in stream:
-            lines.append(line)
-            if is_stdout and _BANNER.search(line):
-                self._banner.set()
-        if is_stdout:
-            self._banner.set()
 
     @property
     def url(self):
@@ -162,30 +124,12 @@ class ServerProcess:
         return f"{self.scheme}://{host}:{self.port}"
 
     def connect(self, timeout=10):
-        sock = socket.create_connection((self.host, self.port), timeout=timeout)
-        return sock
+        return socket.create_connection((self.host, self.port), timeout=timeout)
 
     def wait_for_log(self, predicate, timeout=10):
         """Wait until an access-log line satisfies predicate; return it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.stdout_lines):
-                if predicate(line):
-                    return line
-            time.sleep(0.02)
-        raise AssertionError(f"no such log line in {self.stdout_lines[-20:]}")
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._stdout_reader.join(5)
-        self._stderr_reader.join(5)
-        return self.process.returncode
+        return wait_until(lambda: next((line for line in list(self.stdout_lines) if predicate(line)), None),
+                          timeout, lambda: f"no such log line in {self.stdout_lines[-20:]}", interval=0.02)
 
 
 def stop_and_check(server):
