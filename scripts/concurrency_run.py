@@ -102,7 +102,13 @@ from harness.server import (
     reactor_http_version,
 )
 
-from reactor_http.server.limits import RESERVED_DESCRIPTORS, SPARE_DESCRIPTORS, raise_descriptor_limit
+from reactor_http.server.limits import (
+    CACHE_OPEN_FILES,
+    DESCRIPTORS_PER_CONNECTION,
+    SPARE_DESCRIPTORS,
+    raise_descriptor_limit,
+    share_out,
+)
 
 DEFAULT_STEPS = (10, 100, 1000, 5000, 10000)
 QUICK_STEPS = (10, 50)
@@ -140,12 +146,13 @@ def reactor_capacity(connections, descriptor_limit):
     """How many connections reactor_http holds when given --max-connections
     `connections` + CONNECTION_MARGIN under this hard descriptor limit. It
     raises its soft limit to two descriptors per connection (a connection may
-    also hold a file open) and keeps a quarter of the limit for files
-    (raise_descriptor_limit and connection_capacity in reactor_http.server.limits). The
-    server says so itself at start when it cannot hold them all; this is
+    also hold a file open), the cache's open files and some spare, then shares
+    it out (raise_descriptor_limit and share_out in reactor_http.server.limits).
+    The server says so itself at start when it cannot hold them all; this is
     only the check before starting anything."""
-    soft = min(2 * (connections + CONNECTION_MARGIN) + SPARE_DESCRIPTORS, descriptor_limit)
-    return soft - SPARE_DESCRIPTORS // 2 - max(RESERVED_DESCRIPTORS, soft // 4)
+    wanted = connections + CONNECTION_MARGIN
+    soft = min(DESCRIPTORS_PER_CONNECTION * wanted + CACHE_OPEN_FILES + SPARE_DESCRIPTORS, descriptor_limit)
+    return share_out(soft, SPARE_DESCRIPTORS // 2, wanted, EXECUTOR_THREADS).connections
 
 
 def steps_that_fit(steps, descriptor_limit):
@@ -159,9 +166,9 @@ def steps_that_fit(steps, descriptor_limit):
             messages.append(
                 f"this machine allows {descriptor_limit:,} descriptors per process (hard "
                 f"RLIMIT_NOFILE); step {step:,} needs {client_needs:,} in the client and about "
-                f"{step * 4 // 3 + SPARE_DESCRIPTORS:,} in reactor_http (which keeps a quarter of "
-                f"its limit for files): skipped (raise the hard limit, e.g. `ulimit -Hn`, in "
-                f"/etc/security/limits.conf or with prlimit)")
+                f"{DESCRIPTORS_PER_CONNECTION * step + CACHE_OPEN_FILES + SPARE_DESCRIPTORS:,} "
+                f"in reactor_http (two a connection, and its cache's open files): skipped (raise the "
+                f"hard limit, e.g. `ulimit -Hn`, in /etc/security/limits.conf or with prlimit)")
         else:
             fitting.append(step)
     return fitting, messages

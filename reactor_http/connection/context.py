@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .writer import ChunkBudget
+
 if TYPE_CHECKING:
     from ..config import Config
     from ..http1.fast_path import HeadMemo
@@ -50,6 +52,8 @@ class ConnectionContext:
     stopping: bool = False
     # The seconds each state's timeout lasts (from WAITS and the config).
     timeouts: dict[State, float] = field(default_factory=dict)
+    # The file bytes the portable path may hold in memory, all connections together.
+    chunk_budget: ChunkBudget = field(default_factory=ChunkBudget)
 
     def __post_init__(self) -> None:
         from .states import WAITS

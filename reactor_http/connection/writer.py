@@ -11,6 +11,13 @@ socket takes without blocking, and says why it stopped:
   which must encrypt what it sends) needs the next chunk of the file read on
   the executor. ``chunk_job`` says what to read; ``take_chunk`` hands it over.
 
+On the portable path a file's bytes pass through memory, and a client that
+reads slowly holds its chunk until it has taken it all. So the chunk's size
+comes from one ChunkBudget shared by every connection: a full CHUNK_BYTES
+while the chunks held in all fit in the budget, MIN_CHUNK_BYTES once they do
+not. A thousand slow readers then hold the budget and 16 KiB each (nginx,
+with sendfile off, holds its two 32 KiB output buffers), not 256 KiB each.
+
 Writes try to send at once and wait for writability only for the remainder, as
 asyncio's selector transports do. A batch goes out in one ``send``; a head
 followed by a file goes out with MSG_MORE, so Linux can put the head and the
@@ -33,8 +40,12 @@ from .tls import WANT_ERRORS
 if TYPE_CHECKING:
     from ..http1.responses import FileBody
 
-# The portable send path reads a file in chunks of this size on the executor.
+# The portable send path reads a file in chunks of this size on the executor...
 CHUNK_BYTES = 256 * 1024
+# ...or of this size, once the chunks held by every connection together fill
+# the budget (PORTABLE_BUFFER_BYTES, the ConnectionContext's chunk_budget).
+MIN_CHUNK_BYTES = 16 * 1024
+PORTABLE_BUFFER_BYTES = 16 * 1024 * 1024
 # sendfile is asked for at most this much per call, so one fast reader on a
 # huge file cannot keep the loop thread from everyone else for long.
 SENDFILE_BYTES = 4 * 1024 * 1024
@@ -56,6 +67,27 @@ class FileChanged(Exception):
     """The file ended before the length its head announced."""
 
 
+class ChunkBudget:
+    """The file bytes held in memory by the portable path, across all the
+    connections of a server. Loop thread only."""
+
+    __slots__ = ("total", "lent")
+
+    def __init__(self, total: int = PORTABLE_BUFFER_BYTES):
+        self.total = total
+        self.lent = 0
+
+    def lend(self, wanted: int) -> int:
+        """How much of ``wanted`` bytes a chunk may hold: all, while the
+        budget has room, else MIN_CHUNK_BYTES at most (progress for everyone)."""
+        granted = wanted if self.lent + wanted <= self.total else min(wanted, MIN_CHUNK_BYTES)
+        self.lent += granted
+        return granted
+
+    def give_back(self, size: int) -> None:
+        self.lent -= size
+
+
 def read_chunk(fd: int, offset: int, length: int) -> bytes:
     """The executor's job on the portable path: up to ``length`` bytes at ``offset``."""
     return os.pread(fd, length, offset)
@@ -65,10 +97,10 @@ class Writer:
     """One connection's output queue. Loop thread only."""
 
     __slots__ = ("sock", "use_sendfile", "use_flags", "add", "bytes_sent", "_queued", "_batch", "_out", "_file",
-                 "_index",
-                 "_offset", "_remaining", "_chunk_pending", "_closed")
+                 "_index", "_offset", "_remaining", "_budget", "_lent", "_chunk_pending", "_closed")
 
-    def __init__(self, sock: socket.socket, use_sendfile: bool, use_flags: bool = True):
+    def __init__(self, sock: socket.socket, use_sendfile: bool, use_flags: bool = True,
+                 budget: ChunkBudget | None = None):
         self.sock = sock
         self.use_sendfile = use_sendfile
         self.use_flags = use_flags       # send() flags such as MSG_MORE (not on a TLS socket)
@@ -84,6 +116,8 @@ class Writer:
         self._index = 0                  # its piece being sent
         self._offset = 0                 # where in the file the current region is up to
         self._remaining = 0              # and how much of it is left
+        self._budget = budget if budget is not None else ChunkBudget()
+        self._lent = 0                   # the budget held by the chunk being read or sent
         self._chunk_pending = False      # the executor is reading a chunk from its descriptor
         self._closed = False
 
@@ -138,6 +172,9 @@ class Writer:
                         self._out = memoryview(out)[sent:]
                         return Flushed.BLOCKED
                     self._out = b""
+                    if self._lent:  # a chunk of the portable path, all sent: its memory is free
+                        self._budget.give_back(self._lent)
+                        self._lent = 0
                 body = self._file
                 if body is None:
                     return Flushed.DONE
@@ -179,7 +216,8 @@ class Writer:
         """The arguments of ``read_chunk`` for the next chunk (after NEED_CHUNK)."""
         assert self._file is not None
         self._chunk_pending = True
-        return self._file.fd, self._offset, min(self._remaining, CHUNK_BYTES)
+        self._lent = self._budget.lend(min(self._remaining, CHUNK_BYTES))
+        return self._file.fd, self._offset, self._lent
 
     def chunk_arrived(self) -> bool:
         """A chunk job ended. Returns False if the writer was closed meanwhile
@@ -187,6 +225,7 @@ class Writer:
         self._chunk_pending = False
         if self._closed:
             self._release_file()
+            self._give_back()
             return False
         return True
 
@@ -212,6 +251,12 @@ class Writer:
         # completion closes it (chunk_arrived).
         if not self._chunk_pending:
             self._release_file()
+            self._give_back()
+
+    def _give_back(self) -> None:
+        if self._lent:
+            self._budget.give_back(self._lent)
+            self._lent = 0
 
     def _release_file(self) -> None:
         if self._file is not None:

@@ -27,7 +27,9 @@ is how request smuggling happens:
 
 - Lines end in CRLF. A bare LF is rejected (400) rather than accepted as RFC
   9112 §2.2 permits ("MAY recognize"); a bare CR is rejected as §2.2 allows.
-- Empty lines before the request line are skipped (9112 §2.2 SHOULD).
+- Empty lines before the request line are skipped (9112 §2.2 SHOULD), up to
+  MAX_EMPTY_LINES of them: more is a client spending our time, not a robust
+  one, and gets 400.
 - Exactly one SP between the parts of the request line (9112 §3 allows no
   lenient whitespace parsing we would want to rely on).
 - obs-fold continuation lines are rejected with 400 (9112 §5.2 allows that).
@@ -64,6 +66,13 @@ _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-
 
 # Fields that may appear once only; a second copy is an error, not a list.
 _SINGLETON_FIELDS = frozenset(("host", "content-length"))
+
+# Policy: how many empty lines may come before a request line. RFC 9112 §2.2
+# asks a server to ignore "at least one"; old clients sent one or two after a
+# body. A stream of nothing but CRLF would otherwise be read until the header
+# timeout, costing the loop thread its CPU for all that time.
+MAX_EMPTY_LINES = 16
+_EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 
 # Transfer codings we can frame (RFC 9112 §7); the last one must be chunked.
 _KNOWN_CODINGS = frozenset(("chunked", "gzip", "x-gzip", "deflate", "compress", "identity"))
@@ -102,7 +111,7 @@ class Request:
 class RequestParser:
     """Incremental parser for a stream of request heads on one connection."""
 
-    __slots__ = ("buffer", "_checked_to", "_line_end", "_body_reader", "_body_owner", "_memo",
+    __slots__ = ("buffer", "_checked_to", "_line_end", "_body_reader", "_body_owner", "_memo", "_empty_lines",
                  "max_request_line", "max_header_bytes", "max_header_count", "max_body")
 
     # The body readers, one per framing. A subclass may swap them (the tests
@@ -121,6 +130,7 @@ class RequestParser:
         self._body_owner: Request | None = None   # its request, if not handed out yet
         self._checked_to = 0  # bytes before this offset hold no bare LF and no CRLFCRLF
         self._line_end = -1   # offset of the request line's CRLF, once seen
+        self._empty_lines = 0  # skipped since the last request
         self.max_request_line = max_request_line
         self.max_header_bytes = max_header_bytes
         self.max_header_count = max_header_count
@@ -198,6 +208,7 @@ class RequestParser:
         del buffer[:end + 4]  # O(1): bytearray drops a prefix by moving its start
         self._checked_to = 0
         self._line_end = -1
+        self._empty_lines = 0
         if request.chunked or request.content_length:
             return self._start_body(request)
         return request
@@ -225,10 +236,11 @@ class RequestParser:
 
     def _skip_empty_lines(self):
         buffer = self.buffer
-        start = 0
-        while buffer[start:start + 2] == b"\r\n":
-            start += 2
-        del buffer[:start]
+        end = _EMPTY_LINES.match(buffer).end()  # called only when the buffer starts with CRLF
+        self._empty_lines += end // 2
+        if self._empty_lines > MAX_EMPTY_LINES:
+            raise ProtocolError(400, "too many empty lines before the request line")
+        del buffer[:end]
         self._checked_to = 0  # offsets into the old buffer mean nothing now
         self._line_end = -1
 

@@ -1,40 +1,57 @@
 """How many descriptors the process may open, and how many connections that leaves room for.
 
 Every connection costs a descriptor (its socket), and one sending a large file
-holds a second (a duplicate of the file's). The process also keeps a few of
-its own (listeners, the selector, the wake-up channel, stdio) and the file
-cache keeps large files open. The server raises its soft RLIMIT_NOFILE
-towards what ``--max-connections`` needs at start, and stops accepting a
-little before the limit it got, so that a connection it accepted can still
-open its file (and if even that fails, it gets a 503, not a crash). The
-benchmark and concurrency scripts raise the limit with the same function.
+holds a second (a duplicate of the file's: one, however many ranges it
+sends). The process also keeps a few of its own (listeners, the selector, the
+wake-up channel, stdio), the executor's jobs open files for a moment, and the
+file cache keeps large files open. The server raises its soft RLIMIT_NOFILE
+towards what ``--max-connections`` needs at start, then shares out the limit
+it got (``plan_descriptors``) so that the sum holds whatever the clients ask
+for. The benchmark and concurrency scripts raise the limit with the same
+function.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 try:
     import resource  # POSIX only
 except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
 
-# Descriptors the server needs besides those of its connections: listeners,
-# the selector, the wake-up channel, stdio, the access log.
+# Descriptors the server needs besides those of its connections and its
+# cache: listeners, the selector, the wake-up channel, stdio, the access log.
 SPARE_DESCRIPTORS = 64
-# At least this many descriptors are kept free for files being served.
-RESERVED_DESCRIPTORS = 16
+# The file cache keeps at most this many large files open (nginx:
+# open_file_cache max=), and at most an eighth of the descriptor limit.
+CACHE_OPEN_FILES = 256
+
+# Each connection holds its socket and, while it sends a large file, one
+# duplicate of that file's descriptor (a multipart answer's parts share it).
+DESCRIPTORS_PER_CONNECTION = 2
+
+
+@dataclass(frozen=True)
+class DescriptorPlan:
+    """How the descriptor limit is shared out: ``soft_limit`` (None: no
+    limit), connections at once, large files the cache keeps open."""
+
+    soft_limit: int | None
+    connections: int
+    cache_open_files: int
 
 
 def raise_descriptor_limit(max_connections: int | None = None) -> int | None:
-    """Raise the soft RLIMIT_NOFILE towards what ``max_connections`` needs
-    (each may also hold a file), or to the hard limit when None; never above
-    the hard limit. Returns the soft limit now in force, or None where the
-    platform has no such limit."""
+    """Raise the soft RLIMIT_NOFILE towards what ``max_connections`` needs,
+    or to the hard limit when None; never above the hard limit. Returns the
+    soft limit now in force, or None where the platform has no such limit."""
     if resource is None:
         return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if max_connections is None else max_connections * 2 + SPARE_DESCRIPTORS
+    wanted = (hard if max_connections is None
+              else max_connections * DESCRIPTORS_PER_CONNECTION + CACHE_OPEN_FILES + SPARE_DESCRIPTORS)
     if hard != resource.RLIM_INFINITY:
         wanted = min(wanted, hard)
     if wanted != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < wanted:
@@ -55,15 +72,22 @@ def descriptors_in_use() -> int:
         return 16
 
 
-def connection_capacity(max_connections: int) -> int:
-    """How many connections the descriptor limit leaves room for. Besides
-    the descriptors already open, a quarter of the limit (at least
-    RESERVED_DESCRIPTORS) is kept for the files that connections open to
-    send."""
-    if resource is None:
-        return max_connections
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return max_connections
-    reserved_for_files = max(RESERVED_DESCRIPTORS, soft // 4)
-    return max(1, min(max_connections, soft - descriptors_in_use() - reserved_for_files))
+def plan_descriptors(max_connections: int, blocking_threads: int) -> DescriptorPlan:
+    """Share out the soft limit, so that it holds under any mix of requests:
+    the descriptors already open, the executor's jobs (each may hold two
+    files for a moment), the cache's open files (an eighth of the limit at
+    most), and two per connection. Stopping at this many connections, rather
+    than at EMFILE, means a connection already accepted can still open its
+    file (and if even that fails, it gets a 503, not a crash)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if resource is not None else None
+    if soft is None or soft == getattr(resource, "RLIM_INFINITY", None):
+        return DescriptorPlan(None, max_connections, CACHE_OPEN_FILES)
+    return share_out(soft, descriptors_in_use(), max_connections, blocking_threads)
+
+
+def share_out(soft_limit: int, in_use: int, max_connections: int, blocking_threads: int) -> DescriptorPlan:
+    """The arithmetic of plan_descriptors, for a given limit and count in use."""
+    cache_open_files = max(1, min(CACHE_OPEN_FILES, soft_limit // 8))
+    free = soft_limit - in_use - 2 * blocking_threads - cache_open_files
+    connections = max(1, min(max_connections, free // DESCRIPTORS_PER_CONNECTION))
+    return DescriptorPlan(soft_limit, connections, cache_open_files)

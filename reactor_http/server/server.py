@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 from ..connection.connection import Connection
 from ..connection.states import State
 from ..loop.reactor import EVENT_READ
-from .limits import connection_capacity
 from .listeners import listener_url
 from .logs import log_error
 
@@ -62,10 +61,10 @@ class Server:
         self.connections: set[Connection] = set()
         self.accepted = 0  # connections accepted since start
         self.started_at = time.monotonic()
-        self.max_connections = connection_capacity(config.max_connections)
+        self.max_connections = parts.descriptors.connections
         if self.max_connections < config.max_connections:
-            log_error(f"the descriptor limit leaves room for {self.max_connections} connections "
-                      f"(--max-connections is {config.max_connections})")
+            log_error(f"the descriptor limit ({parts.descriptors.soft_limit}) leaves room for "
+                      f"{self.max_connections} connections (--max-connections is {config.max_connections})")
         parts.context.forget = self._forget
         self.listeners: list[socket.socket] = []
         self._accepting = False
@@ -74,6 +73,11 @@ class Server:
         self._closing = False   # no more accepting: stopping, or stopped
         self._shutdown_timer: Timer | None = None
         self.abandoned_jobs = False  # executor jobs still ran when the server stopped
+        # Every --cache-valid seconds (or every second, if that is sooner),
+        # drop the cache entries that can answer nothing any more, closing the
+        # large files they hold open, even when no request comes to do it.
+        self._expiry_interval = max(config.cache_valid, 1.0)
+        self._expiry_timer: Timer | None = self.reactor.call_later(self._expiry_interval, self._expire_cache)
 
     @property
     def draining(self) -> bool:
@@ -165,6 +169,10 @@ class Server:
             connections.add(connection)
             connection.start()
 
+    def _expire_cache(self) -> None:
+        self.parts.site.cache.expire()
+        self._expiry_timer = self.reactor.call_later(self._expiry_interval, self._expire_cache)
+
     def _log_connection_limit(self) -> None:
         now = self.reactor.now
         if self._limit_logged_at is None or now - self._limit_logged_at >= LIMIT_LOG_INTERVAL_SECONDS:
@@ -244,9 +252,10 @@ class Server:
 
     def _close_everything(self) -> None:
         self._stop_serving_new_connections()
-        if self._shutdown_timer is not None:
-            self.reactor.cancel(self._shutdown_timer)
-            self._shutdown_timer = None
+        for timer in (self._shutdown_timer, self._expiry_timer):
+            if timer is not None:
+                self.reactor.cancel(timer)
+        self._shutdown_timer = self._expiry_timer = None
         for connection in list(self.connections):
             connection.close()
         parts = self.parts

@@ -23,6 +23,7 @@ from ..http1.responses import HeadRenderer
 from ..loop.executor import BlockingExecutor
 from ..loop.reactor import Reactor, make_selector
 from ..static.site import StaticSite, response_fields
+from .limits import DescriptorPlan, plan_descriptors
 from .logs import AccessLog, log_error
 from .server import Server
 from .status import StatusPage, status_document
@@ -41,6 +42,7 @@ class Parts:
     site: StaticSite
     access_log: AccessLog
     context: ConnectionContext
+    descriptors: DescriptorPlan
 
 
 def build_parts(config: Config, tls_context: Any = None, access_stream: TextIO | None = None) -> Parts:
@@ -49,7 +51,10 @@ def build_parts(config: Config, tls_context: Any = None, access_stream: TextIO |
     ``access_stream`` overrides where the access log goes (tests)."""
     reactor = Reactor(make_selector(config.selector))
     executor = BlockingExecutor(reactor, config.blocking_threads, config.disk_delay, config.file_work_on_loop)
-    site = StaticSite(config, AnswerMemo(), reactor.clock)
+    # Shared out once the process holds what it always will (listeners, the
+    # selector, the wake-up channel), before any connection.
+    descriptors = plan_descriptors(config.max_connections, config.blocking_threads)
+    site = StaticSite(config, AnswerMemo(), reactor.clock, descriptors.cache_open_files)
     access_log = AccessLog(reactor, access_stream, enabled=not config.quiet,
                            path=config.access_log if access_stream is None else None,
                            log_format=config.log_format, trusted_proxies=config.trusted_proxies)
@@ -59,7 +64,7 @@ def build_parts(config: Config, tls_context: Any = None, access_stream: TextIO |
         tls_context=tls_context,
         # sendfile would send a file's bytes past TLS's encryption.
         use_sendfile=config.use_sendfile and hasattr(os, "sendfile") and tls_context is None)
-    return Parts(config, reactor, executor, site, access_log, context)
+    return Parts(config, reactor, executor, site, access_log, context, descriptors)
 
 
 def build_server(config: Config, tls_context: Any = None, access_stream: TextIO | None = None) -> Server:

@@ -41,6 +41,12 @@ class RequestPath:
         self.directory = directory
         self.query = query
 
+    def key(self):
+        """One string per path, "/a/b" for a file, "/a/b/" for a directory:
+        the file cache's key. Unambiguous, since no segment holds a "/"."""
+        text = "/" + "/".join(self.segments)
+        return text + "/" if self.directory and self.segments else text
+
     def url_path(self):
         """The canonical, percent-encoded path, always starting with a single "/"."""
         path = "/" + "/".join(quote(segment, safe="!$&'()*+,;=:@~") for segment in self.segments)

@@ -71,12 +71,14 @@ class Representations:
 
     def _choose_variant(self, resource: files.Resource, headers: dict[str, str]) -> files.Variant:
         variants = resource.variants
-        if len(variants) > 1:
+        # Policy: a request with Range always gets the file itself. Resuming
+        # is why clients send Range, and a range of a compressed sibling is
+        # one they cannot resume: curl --compressed -C - would ask for the
+        # bytes after its partial (decoded) file in the compressed one, and
+        # get nonsense or a 416 it takes for "complete". nginx's gzip_static
+        # and on-the-fly gzip do the same. (The answer still says Vary.)
+        if len(variants) > 1 and "range" not in headers:
             codings = [coding for coding in variants if coding != "identity"]
-            if "range" in headers:
-                # On-the-fly gzip is never used for ranges: its bytes are
-                # ours, not a file's, and would change with the gzip level.
-                codings = [c for c in codings if variants[c].path != variants["identity"].path]
             for coding in acceptable_encodings(headers.get("accept-encoding"), codings):
                 return variants[coding]
         return variants["identity"]
@@ -93,7 +95,7 @@ class Representations:
         def on_compressed(compressed: files.Variant | None) -> Response | None:
             if compressed is not None:
                 resource.variants["gzip"] = compressed
-                self._cache.update_cost((tuple(path.segments), path.directory))
+                self._cache.update_size(path.key())
             chosen = compressed if compressed is not None else variant
             return self._with_source(request, chosen, exchange,
                                      lambda fresh, source: self._file_response(request, resource, fresh, source))

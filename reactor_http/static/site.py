@@ -30,7 +30,7 @@ from ..http1.fast_path import AnswerMemo
 from ..http1.responses import Response, error_response
 from . import files
 from .autoindex import render_listing
-from .cache import FileCache
+from .cache import MAX_OPEN_FILES, FileCache
 from .paths import PathError, RequestPath, parse_target
 from .representation import Representations
 
@@ -51,12 +51,12 @@ class StaticSite:
     """Serves the files under one document root."""
 
     def __init__(self, config: Config, answers: AnswerMemo | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, max_open_files: int = MAX_OPEN_FILES):
         self.root = os.path.realpath(config.root)
         self.show_hidden = config.show_hidden
         self.precompressed = config.precompressed
         self.autoindex = config.autoindex
-        self.cache = FileCache(config.cache_bytes, config.cache_valid, clock)
+        self.cache = FileCache(config.cache_bytes, config.cache_valid, clock, max_open_files)
         self.answers = answers if answers is not None else AnswerMemo()
         self.representations = Representations(config, self.cache, self._error)
         self._cache_control = f"Cache-Control: {config.cache_control}\r\n" if config.cache_control else ""
@@ -110,7 +110,7 @@ class StaticSite:
         """Serve what ``path`` names with ``status`` (200, or the status of an
         error page being served). With ``remember``, remember the answer for
         this request, if it allows that."""
-        key = (tuple(path.segments), path.directory)
+        key = path.key()
         result = self.cache.lookup(key)
         if result is not None:
             response = self._serve_result(request, path, result, exchange, status, fallback)

@@ -35,7 +35,8 @@ from support.clients import RawClient, curl
 from support.environment import require_program, wait_until
 from support.servers import ServerProcess, stop_and_check
 
-from reactor_http.static.cache import ENTRY_OVERHEAD_BYTES
+from reactor_http.static.cache import entry_size
+from reactor_http.static.files import resolve
 
 # -- the document root -------------------------------------------------------------------
 #
@@ -695,32 +696,55 @@ def test_conditional_request_on_a_precompressed_variant(site_server, accept_enco
     ("app.js", SCRIPT, SCRIPT_GZIP),         # small: from memory
     ("big.txt", BIG_TEXT, BIG_TEXT_GZIP),    # the .gz is above 64 KiB: from its descriptor
 ])
-def test_range_applies_to_the_compressed_bytes(range_server, name, original, compressed):
-    """A Range on a gzip variant counts bytes of the gzip file, as the
-    representation sent is the encoded one (RFC 9110 §14.1.2, §8.4)."""
+def test_a_range_is_always_of_the_file_itself(range_server, name, original, compressed):
+    """A request with Range gets a range of the identity file even when the
+    client accepts a coding that has a precompressed sibling: a range of the
+    compressed bytes is one a resuming client cannot use (curl --compressed
+    -C - would append compressed bytes to a decoded file, or take a 416 for
+    "complete"). The answer still says Vary: Accept-Encoding."""
     content_type = JAVASCRIPT if name == "app.js" else TEXT_PLAIN
-    gzip_etag = etag(len(compressed), "-gzip")
+    identity_etag = etag(len(original))
     status, headers, body = exchange(range_server, "/" + name, {"Accept-Encoding": "gzip", "Range": "bytes=10-109"})
     assert status == 206
-    assert headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in headers
     assert headers["vary"] == "Accept-Encoding"
-    assert headers["content-range"] == f"bytes 10-109/{len(compressed)}"
-    assert headers["etag"] == gzip_etag
+    assert headers["content-range"] == f"bytes 10-109/{len(original)}"
+    assert headers["etag"] == identity_etag
     assert headers["content-type"] == content_type
-    assert body == compressed[10:110]
+    assert body == original[10:110]
 
-    last = len(compressed) - 1
+    last = len(original) - 1
     response = exchange(range_server, "/" + name,
-                        {"Accept-Encoding": "gzip", "Range": "bytes=0-1,-20", "If-Range": gzip_etag})
-    assert response[1]["content-encoding"] == "gzip"
-    assert_multipart(response, compressed, content_type, [(0, 1), (last - 19, last)], gzip_etag)
+                        {"Accept-Encoding": "gzip", "Range": "bytes=0-1,-20", "If-Range": identity_etag})
+    assert "content-encoding" not in response[1]
+    assert_multipart(response, original, content_type, [(0, 1), (last - 19, last)], identity_etag)
 
-    # The identity ETag names another representation: If-Range fails, and the
-    # whole gzip variant is sent.
+    # The gzip variant's ETag (from an earlier answer without Range) names
+    # another representation: If-Range fails, and the whole file is sent,
+    # the file itself, which the client can resume next time.
     response = exchange(range_server, "/" + name,
-                        {"Accept-Encoding": "gzip", "Range": "bytes=0-1", "If-Range": etag(len(original))})
-    assert_whole_file(response, compressed, content_type, gzip_etag, extra_fields={"vary", "content-encoding"})
+                        {"Accept-Encoding": "gzip", "Range": "bytes=0-1", "If-Range": etag(len(compressed), "-gzip")})
+    assert_whole_file(response, original, content_type, identity_etag, extra_fields={"vary"})
+    # Without Range, the same client gets the compressed sibling.
+    status, headers, body = exchange(range_server, "/" + name, {"Accept-Encoding": "gzip"})
+    assert (status, headers["content-encoding"], body) == (200, "gzip", compressed)
 
+
+def test_curl_resumes_a_compressed_download_whole(tmp_path, own_server):
+    """The hostile-load issue's repro: a text file with .gz and .br siblings,
+    the first 300,000 bytes already on disk, then `curl --compressed -C -`.
+    curl must end with the whole file, byte for byte."""
+    root = tmp_path / "root"
+    root.mkdir()
+    content = "".join(f"{number}\n" for number in range(1, 100001)).encode()
+    (root / "t.txt").write_bytes(content)
+    (root / "t.txt.gz").write_bytes(gzip.compress(content, 9))
+    (root / "t.txt.br").write_bytes(gzip.compress(content, 1))  # any bytes: only the coding's name matters here
+    partial = tmp_path / "part"
+    partial.write_bytes(content[:300000])
+    server = own_server(root)
+    curl("--compressed", "-C", "-", "-o", str(partial), f"{server.url}/t.txt")
+    assert partial.read_bytes() == content
 
 @pytest.mark.parametrize("fields, expected_status", [
     ({}, 200),
@@ -738,21 +762,29 @@ def test_vary_on_every_success_for_a_file_with_siblings(site_server, fields, exp
     assert headers["vary"] == "Accept-Encoding"
 
 
-@pytest.mark.parametrize("fields, expected_status", [
-    ({"Accept-Encoding": "gzip", "If-Match": etag(len(SCRIPT))}, 412),
-    ({"Accept-Encoding": "gzip", "Range": f"bytes={len(SCRIPT_GZIP)}-"}, 416),
-])
-def test_vary_on_errors_that_depend_on_the_variant(site_server, fields, expected_status):
-    """A 412 or 416 for app.js also depends on Accept-Encoding: the If-Match
-    here matches the identity variant and not the gzip one, and the range is
-    past the end of the gzip variant only. So they need Vary too (RFC 9110
-    §12.5.5: Vary whenever the selection used a request field)."""
+def test_vary_on_errors_that_depend_on_the_variant(site_server):
+    """A 412 for app.js also depends on Accept-Encoding: the If-Match here
+    matches the identity variant and not the gzip one. So it needs Vary too
+    (RFC 9110 §12.5.5: Vary whenever the selection used a request field)."""
+    fields = {"Accept-Encoding": "gzip", "If-Match": etag(len(SCRIPT))}
     status, headers, _ = exchange(site_server, "/app.js", fields)
-    assert status == expected_status
+    assert status == 412
     assert headers.get("vary") == "Accept-Encoding", headers
     # Without Accept-Encoding the same request succeeds: the outcome did vary.
-    without_accept_encoding = {name: value for name, value in fields.items() if name != "Accept-Encoding"}
-    assert exchange(site_server, "/app.js", without_accept_encoding)[0] in (200, 206)
+    assert exchange(site_server, "/app.js", {"If-Match": etag(len(SCRIPT))})[0] == 200
+
+
+def test_a_range_past_the_end_is_judged_against_the_file_itself(site_server):
+    """A Range always selects the file itself (never a compressed sibling), so
+    a range past the end of the smaller gzip variant is still satisfiable,
+    and one past the end of the file is a 416 whatever the client accepts."""
+    fields = {"Accept-Encoding": "gzip", "Range": f"bytes={len(SCRIPT_GZIP)}-"}
+    status, headers, body = exchange(site_server, "/app.js", fields)
+    assert (status, body) == (206, SCRIPT[len(SCRIPT_GZIP):])
+    status, headers, _ = exchange(site_server, "/app.js", {"Accept-Encoding": "gzip",
+                                                            "Range": f"bytes={len(SCRIPT)}-"})
+    assert (status, headers["content-range"]) == (416, f"bytes */{len(SCRIPT)}")
+    assert headers.get("vary") == "Accept-Encoding", headers
 
 
 def test_no_precompressed_serves_the_file_itself(own_server, site_root):
@@ -1093,8 +1125,10 @@ def test_cache_bytes_bounds_the_cache(own_server, tmp_path):
     a second evicts the first (least recently used), whose change is then seen
     at once, while the second is still served from the cache."""
     first, second = b"1" * 600, b"2" * 600
-    room_for_one = (len(first) + ENTRY_OVERHEAD_BYTES) * 3 // 2
     root = build_root(tmp_path / "root", {"first.txt": first, "second.txt": second})
+    # What one entry costs, counted as the server counts it (the file as resolve finds it).
+    one_entry = entry_size("/first.txt", resolve(os.path.realpath(root), ["first.txt"], False))
+    room_for_one = one_entry * 3 // 2
     server = own_server(root, "--cache-bytes", str(room_for_one), "--cache-valid", "3600")
     assert fetch(server, "/first.txt")[2] == first
     assert fetch(server, "/second.txt")[2] == second   # evicts first.txt
