@@ -11,6 +11,8 @@ The packages, in reading order, each allowed to import only those above it:
   decision, the handler interface, the fast path;
 - ``static``: what a request for a file means: paths, the disk, the cache,
   RFC 9110's conditional requests, ranges and negotiation;
+- ``access``: who may get in (address rules, rates and connections per
+  client, Basic authentication), a handler in front of the site;
 - ``connection``: one state machine per connection, its write path, TLS;
 - ``server``: the parts wired together, accepting, stopping, the command line.
 

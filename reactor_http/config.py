@@ -55,6 +55,17 @@ class Config:
     headers: tuple = ()                    # (("X-Frame-Options", "DENY"), ...) on every response
     cors: str | None = None                       # "*" or one origin allowed to read the files
 
+    # Keeping people out (reactor_http/access/): none of it is built unless asked for.
+    auth_file: str | None = None           # an htpasswd file: Basic authentication (RFC 7617)
+    auth_realm: str = "reactor_http"       # the realm of the 401's challenge
+    auth_path: str = "/"                   # the part of the site the password protects
+    # (("allow" or "deny", network), ...) in the order given, first match wins;
+    # a network is an ipaddress network, "all" or "unix:".
+    access_rules: tuple = ()
+    max_connections_per_client: int | None = None  # by peer address (IPv6: its /64); None: no limit
+    rate_limit: tuple | None = None        # (requests, per seconds): (50, 1) for 50/s; None: no limit
+    rate_burst: int = 0                    # requests beyond the rate a client may make at once
+
     # The metadata and small-file cache (nginx: open_file_cache).
     cache_bytes: int = 64 * 1024 * 1024
     cache_valid: float = 1.0               # seconds before an entry is checked again

@@ -102,13 +102,7 @@ from harness.server import (
     reactor_http_version,
 )
 
-from reactor_http.server.limits import (
-    CACHE_OPEN_FILES,
-    DESCRIPTORS_PER_CONNECTION,
-    SPARE_DESCRIPTORS,
-    raise_descriptor_limit,
-    share_out,
-)
+from reactor_http.server.limits import CACHE_OPEN_FILES, SPARE_DESCRIPTORS, raise_descriptor_limit, share_out
 
 DEFAULT_STEPS = (10, 100, 1000, 5000, 10000)
 QUICK_STEPS = (10, 50)
@@ -145,13 +139,14 @@ SLOW_PIECES = 5
 def reactor_capacity(connections, descriptor_limit):
     """How many connections reactor_http holds when given --max-connections
     `connections` + CONNECTION_MARGIN under this hard descriptor limit. It
-    raises its soft limit to two descriptors per connection (a connection may
-    also hold a file open), the cache's open files and some spare, then shares
-    it out (raise_descriptor_limit and share_out in reactor_http.server.limits).
+    raises its soft limit to a descriptor per connection, the cache's open
+    files and some spare, and a third more for the files being sent, then
+    shares it out (raise_descriptor_limit and share_out in
+    reactor_http.server.limits).
     The server says so itself at start when it cannot hold them all; this is
     only the check before starting anything."""
     wanted = connections + CONNECTION_MARGIN
-    soft = min(DESCRIPTORS_PER_CONNECTION * wanted + CACHE_OPEN_FILES + SPARE_DESCRIPTORS, descriptor_limit)
+    soft = min((wanted + CACHE_OPEN_FILES + SPARE_DESCRIPTORS) * 4 // 3, descriptor_limit)
     return share_out(soft, SPARE_DESCRIPTORS // 2, wanted, EXECUTOR_THREADS).connections
 
 
@@ -166,8 +161,8 @@ def steps_that_fit(steps, descriptor_limit):
             messages.append(
                 f"this machine allows {descriptor_limit:,} descriptors per process (hard "
                 f"RLIMIT_NOFILE); step {step:,} needs {client_needs:,} in the client and about "
-                f"{DESCRIPTORS_PER_CONNECTION * step + CACHE_OPEN_FILES + SPARE_DESCRIPTORS:,} "
-                f"in reactor_http (two a connection, and its cache's open files): skipped (raise the "
+                f"{(step + CACHE_OPEN_FILES + SPARE_DESCRIPTORS) * 4 // 3:,} in reactor_http (one a "
+                f"connection, its cache's, and a quarter for the files it sends): skipped (raise the "
                 f"hard limit, e.g. `ulimit -Hn`, in /etc/security/limits.conf or with prlimit)")
         else:
             fitting.append(step)

@@ -10,8 +10,9 @@ TRANSITIONS lists every legal move. This class carries them out:
   ``_wait_in`` is where the connection goes back to the loop: it enters a
   state, arms that state's timeout, and sets the socket's interest from it;
 - every way in (readiness, a job's completion, a chunk read, the timer, the
-  server stopping) passes through ``_guarded``, the one place where an error
-  nobody expected costs this connection, and never the process.
+  server stopping) passes through one guard, ``_guarded`` (which ``on_ready``,
+  the hottest, does inline), and every error nobody expected ends in
+  ``_fail``: it costs this connection, and never the process.
 
 A request's life: ``_receive`` reads bytes and feeds the parser; ``_serve``
 answers every complete request that is buffered (the handler answers now, or
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
 
 # One recv asks for this much: a whole head, or many pipelined ones.
 RECV_BYTES = 64 * 1024
+# Answers to pipelined requests are sent together once they hold this much:
+# a few hundred bytes of requests can ask for many kilobytes of answers, and
+# a batch must not grow with them (the rest wait for the next batch).
+MAX_BATCH_BYTES = 256 * 1024
 # Lingering reads at most this much per readiness event (so a fast sender
 # cannot hold the loop), and at most this much in all before it gives up.
 LINGER_READS_PER_EVENT = 16
@@ -229,6 +234,7 @@ class Connection:
         parser = self._parser
         handler = self._context.handler
         queued = _INCOMPLETE
+        batch_bytes = 0
         while True:
             try:
                 request = parser.next_request()
@@ -244,9 +250,10 @@ class Connection:
             if response is None:
                 self._wait_in(State.WAITING_EXECUTOR)
                 return _WAITING
-            self._queue(request, response, request.request_line)
+            batch_bytes += self._queue(request, response, request.request_line)
             self._request = None  # only now: if queueing failed, the guard's 500 names this request
-            if not self._ending.keep_alive or response.file is not None or not parser.buffer:
+            if (not self._ending.keep_alive or response.file is not None or not parser.buffer
+                    or batch_bytes >= MAX_BATCH_BYTES):
                 return _QUEUED
             queued = _QUEUED
 
@@ -269,8 +276,9 @@ class Connection:
             self._serve()
 
     def _queue(self, request: Request | None, response: Response, request_line: str,
-               head_only: bool | None = None) -> None:
-        """Decide what follows this answer, render it, and queue it."""
+               head_only: bool | None = None) -> int:
+        """Decide what follows this answer, render it, and queue it. Returns
+        the bytes it put in memory (its head and in-memory body)."""
         context = self._context
         parser = self._parser
         ending = self._ending = after_response(
@@ -296,6 +304,7 @@ class Connection:
             if response.file is not None:
                 writer.add_file(response.file)
         self._unlogged = (request, request_line, response.status, body_length)
+        return len(data)
 
     # -- writable: answers out ---------------------------------------------------------
 

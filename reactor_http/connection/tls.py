@@ -58,12 +58,37 @@ def make_context(certfile: str, keyfile: str | None = None):
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     context.set_alpn_protocols(["http/1.1"])
+    # OpenSSL's own word for a missing block is "[SSL] PEM lib (_ssl.c:3926)":
+    # say in words what is missing instead.
+    if not _holds(certfile, "--certfile", _CERTIFICATE):
+        raise TLSConfigError(f"--certfile {certfile} holds no certificate (a PEM 'BEGIN CERTIFICATE' block)")
+    if keyfile is None and not _holds(certfile, "--certfile", _PRIVATE_KEYS):
+        raise TLSConfigError(f"--certfile {certfile} holds a certificate but no private key: "
+                             f"give the key with --keyfile")
+    if keyfile is not None and not _holds(keyfile, "--keyfile", _PRIVATE_KEYS):
+        raise TLSConfigError(f"--keyfile {keyfile} holds no private key (a PEM 'BEGIN PRIVATE KEY' block)")
     try:
         context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as error:
         what = f"--certfile {certfile}" + (f" --keyfile {keyfile}" if keyfile else "")
+        if "KEY_VALUES_MISMATCH" in str(error):
+            raise TLSConfigError(f"{what}: the private key does not belong to the certificate") from None
         raise TLSConfigError(f"{what}: {getattr(error, 'strerror', None) or error}") from None
     return context
+
+
+_CERTIFICATE = ("CERTIFICATE",)
+_PRIVATE_KEYS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY")
+
+
+def _holds(path: str, flag: str, labels: tuple[str, ...]) -> bool:
+    """Whether a PEM file has a block with one of these labels."""
+    try:
+        with open(path, "rb") as file:
+            text = file.read(1024 * 1024)
+    except OSError as error:
+        raise TLSConfigError(f"{flag} {path}: {error.strerror or error}") from None
+    return any(f"-----BEGIN {label}-----".encode() in text for label in labels)
 
 
 class Step(enum.Enum):

@@ -88,8 +88,9 @@ class AnswerMemo:
 
     MAX_ENTRIES = 512
     # The bytes remembered answers may hold, counting each body twice (the
-    # response's and the rendered copy in its WireCache) and a fixed share for
-    # the head and the objects around it.
+    # response's and the rendered copy in its WireCache), the request that is
+    # the key (its line and target, its fields), and a fixed share for the
+    # head and the objects around them.
     MAX_BYTES = 8 * 1024 * 1024
     ENTRY_OVERHEAD_BYTES = 1024
 
@@ -118,7 +119,7 @@ class AnswerMemo:
         docstring says."""
         if response.file is not None or response.wire is not None:
             return  # holds a file, or is remembered already for another request
-        cost = 2 * len(response.body) + self.ENTRY_OVERHEAD_BYTES
+        cost = 2 * len(response.body) + request_size(request) + self.ENTRY_OVERHEAD_BYTES
         if cost > self.MAX_BYTES:
             return
         if request in self._answers:
@@ -135,6 +136,13 @@ class AnswerMemo:
 
     def __len__(self) -> int:
         return len(self._answers)
+
+
+def request_size(request: Request) -> int:
+    """What a Request holds, roughly but never less: its line and target, and
+    each field's name and value with a dictionary entry's share around them."""
+    return (len(request.request_line) + len(request.target)
+            + sum(len(name) + len(value) + 128 for name, value in request.headers.items()))
 
 
 def wire_bytes(renderer: HeadRenderer, response: Response, connection_field: str, head_only: bool) -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .dates import format_http_date
@@ -32,6 +32,7 @@ REASONS = {
     301: "Moved Permanently",
     304: "Not Modified",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -42,6 +43,7 @@ REASONS = {
     414: "URI Too Long",
     416: "Range Not Satisfiable",
     417: "Expectation Failed",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
@@ -65,12 +67,13 @@ class FileBody:
     ``os.pread`` take an explicit offset: a multipart answer of sixteen ranges
     costs one descriptor, not sixteen."""
 
-    __slots__ = ("fd", "pieces", "length")
+    __slots__ = ("fd", "pieces", "length", "_on_close")
 
-    def __init__(self, fd: int, pieces: Sequence[Piece]):
+    def __init__(self, fd: int, pieces: Sequence[Piece], on_close: Callable[[], object] | None = None):
         self.fd = fd
         self.pieces = tuple(pieces)
         self.length = sum(len(piece) if isinstance(piece, bytes) else piece[1] for piece in self.pieces)
+        self._on_close = on_close  # told once the descriptor is closed (the pool it came from)
 
     @classmethod
     def region(cls, fd: int, offset: int, length: int) -> FileBody:
@@ -82,6 +85,9 @@ class FileBody:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+            if self._on_close is not None:
+                on_close, self._on_close = self._on_close, None
+                on_close()
 
 
 class Response:

@@ -1,8 +1,13 @@
 """The command line: settings to a Config, listeners opened, then serve and handle signals.
 
+``reactor-http hash-password USER`` is the one subcommand: it prints a line
+for an --auth-file (access/passwords.py), the password read from a prompt,
+or from standard input when that is not a terminal.
+
 Signals, in the process that serves (each worker, with --workers):
 - SIGTERM or SIGINT (Ctrl+C): stop gracefully; a second one: stop at once.
-- SIGHUP: reopen the --access-log file (after logrotate moved it).
+- SIGHUP: reopen the --access-log file (after logrotate moved it), and read
+  the --auth-file again.
 - SIGUSR1: write the status (as the status page shows it) to stderr.
 
 A signal handler runs on the main thread between two bytecodes, in the middle
@@ -10,12 +15,17 @@ of whatever the loop was doing, so it does nothing itself: it hands the work
 to the loop with call_soon_threadsafe, whose wake-up ends select() at once.
 """
 
+import argparse
+import getpass
+import ipaddress
 import json
 import os
 import signal
 import sys
 
 from .. import __version__
+from ..access.passwords import PasswordFileError, check_user_name, password_line, read_password_file
+from ..config import DEFAULT_BIND
 from ..connection.tls import TLSConfigError, make_context
 from ..loop.reactor import make_selector
 from . import settings
@@ -34,7 +44,14 @@ def _fail(message):
     return EXIT_USAGE
 
 
+def _warn(message):
+    print(f"reactor-http: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv=None):
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["hash-password"]:
+        return hash_password(arguments[1:])
     try:
         loaded = settings.load(argv, version=__version__)
     except settings.SettingsError as error:
@@ -61,6 +78,21 @@ def main(argv=None):
             open_log_file(config.access_log).close()  # each server opens it again for itself
         except OSError as error:
             return _fail(f"cannot open --access-log {config.access_log}: {error.strerror or error}")
+    if config.auth_file:
+        # Read once here, so that a file that cannot be used is one line and
+        # exit status 2 before anything is served, and its warnings are said
+        # once (each server, each worker, reads it again for itself).
+        try:
+            table = read_password_file(config.auth_file)
+        except PasswordFileError as error:
+            return _fail(str(error))
+        for warning in table.warnings:
+            _warn(warning)
+        exposed = _exposed_without_tls(config)
+        if exposed:
+            _warn(f"--auth-file without TLS on {exposed}: Basic authentication sends passwords readable "
+                  f"by anyone on the way (RFC 7617 §4); add --certfile, or listen on loopback or --unix "
+                  f"behind a proxy that speaks TLS")
     raise_descriptor_limit(config.max_connections)
     if config.trace:
         from . import trace  # only now: without --trace it is never even imported
@@ -80,6 +112,50 @@ def main(argv=None):
             remove_unix_socket(config.unix)
 
 
+def _exposed_without_tls(config):
+    """The first address, not loopback, that would serve plain HTTP; None if none."""
+    if config.certfile:
+        return None
+    binds = config.binds or (() if config.unix or os.environ.get("LISTEN_FDS") else (DEFAULT_BIND,))
+    for bind in binds:
+        if bind == "localhost":
+            continue
+        try:
+            if ipaddress.ip_address(bind).is_loopback:
+                continue
+        except ValueError:
+            pass  # a host name: it may be anything
+        return bind
+    return None
+
+
+def hash_password(argv):
+    """``reactor-http hash-password USER``: print ``USER:HASH`` for an --auth-file."""
+    parser = argparse.ArgumentParser(
+        prog="reactor-http hash-password",
+        description="Print a line for an --auth-file: the user and an scrypt hash of the password "
+                    "(the standard library's; no package needed). The password is asked for twice at "
+                    "a terminal, or read as one line from standard input.")
+    parser.add_argument("user", help="the user name (no ':')")
+    user = parser.parse_args(argv).user
+    try:
+        check_user_name(user)
+        if sys.stdin is not None and sys.stdin.isatty():
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Again: ") != password:
+                return _fail("the two passwords differ")
+        else:
+            line = sys.stdin.readline() if sys.stdin is not None else ""
+            password = line[:-1] if line.endswith("\n") else line
+            password = password[:-1] if password.endswith("\r") else password
+        print(password_line(user, password))
+    except ValueError as error:
+        return _fail(str(error))
+    except (EOFError, KeyboardInterrupt):
+        return _fail("no password given")
+    return 0
+
+
 def serve(config, listeners, tls_context=None, banner=False):
     """Serve on ``listeners`` in this process until stopped by a signal."""
     server = build_server(config, tls_context)
@@ -90,8 +166,8 @@ def serve(config, listeners, tls_context=None, banner=False):
     def on_stop(signum, frame):
         reactor.call_soon_threadsafe(server.on_stop_signal)
 
-    def on_reopen(signum, frame):
-        reactor.call_soon_threadsafe(server.parts.access_log.reopen)
+    def on_hangup(signum, frame):
+        reactor.call_soon_threadsafe(_on_hangup, server)
 
     def on_status(signum, frame):
         reactor.call_soon_threadsafe(_print_status, server)
@@ -99,7 +175,7 @@ def serve(config, listeners, tls_context=None, banner=False):
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGTERM, on_stop)
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, on_reopen)
+        signal.signal(signal.SIGHUP, on_hangup)
         signal.signal(signal.SIGUSR1, on_status)
     if banner:
         for line in banner_lines(server.parts.site.root, server.urls(),
@@ -115,6 +191,13 @@ def serve(config, listeners, tls_context=None, banner=False):
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _on_hangup(server):
+    """SIGHUP, on the loop thread: the access log reopened, the password file read again."""
+    server.parts.access_log.reopen()
+    if server.parts.access is not None:
+        server.parts.access.reload()
 
 
 def _print_status(server):

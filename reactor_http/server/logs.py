@@ -15,16 +15,22 @@ terminal escape, no quote that would end a field early.
 Behind a reverse proxy the peer is the proxy. With ``--trusted-proxy``, the
 client address logged is the one the proxy reports (Forwarded, RFC 7239, or
 X-Forwarded-For), but only when the peer is one of those trusted proxies, and
-only as far back along the chain as every hop is trusted.
+only as far back along the chain as every hop is trusted: access/clients.py
+decides it, for the access rules too.
+
+No line holds the Authorization field, in any format: only the request line,
+and in ``combined`` and ``json`` the Referer and User-Agent, come from the
+request (tests/e2e/test_access.py checks each format).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import sys
 import time
 import traceback
+
+from ..access.clients import ClientAddresses
 
 # Bytes that must not reach a terminal or a log parser as themselves: control
 # characters (terminal escapes), the quote that delimits the request line, the
@@ -173,84 +179,6 @@ class AccessLog:
 def open_log_file(path):
     """The access-log file, opened for appending (created if missing)."""
     return open(path, "a", encoding="utf-8", newline="\n")
-
-
-class ClientAddresses:
-    """The client's address behind trusted reverse proxies.
-
-    The peer is believed about the client only if it is a trusted proxy.
-    Then the chain of addresses it reports (Forwarded's ``for=`` parameters,
-    RFC 7239 §5.2, or else X-Forwarded-For), read from the right, is believed
-    while each address is a trusted proxy too: the first address that is not
-    trusted is the client (as nginx's real_ip_recursive). Anything that is not
-    an IP address stops the walk, so nothing but a well-formed address can
-    reach the log from these fields."""
-
-    MAX_REMEMBERED = 1024
-
-    def __init__(self, networks):
-        # "unix:" stands for every peer on a Unix socket (which has no address).
-        self._networks = tuple(network for network in networks if network != "unix:")
-        self._trusted = {"unix:": "unix:" in networks}  # address text -> bool, remembered
-
-    def is_trusted(self, address):
-        known = self._trusted.get(address)
-        if known is None:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                known = False
-            else:
-                if ip.version == 6 and ip.ipv4_mapped is not None:
-                    ip = ip.ipv4_mapped  # ::ffff:10.0.0.1, as a dual-stack listener reports it
-                known = any(ip in network for network in self._networks)
-            if len(self._trusted) >= self.MAX_REMEMBERED:
-                unix_trusted = self._trusted["unix:"]
-                self._trusted.clear()
-                self._trusted["unix:"] = unix_trusted
-            self._trusted[address] = known
-        return known
-
-    def client(self, peer, headers):
-        if not self.is_trusted(peer):
-            return peer
-        forwarded = headers.get("forwarded")
-        chain = _forwarded_for(forwarded) if forwarded is not None else (
-            [part.strip(" \t") for part in headers.get("x-forwarded-for", "").split(",")])
-        client = peer
-        for address in reversed(chain):
-            address = _bare_address(address)
-            if address is None:
-                break
-            client = address
-            if not self.is_trusted(address):
-                break
-        return client
-
-
-def _forwarded_for(value):
-    """The for= values of a Forwarded field, in order: 'for=192.0.2.43,
-    for="[2001:db8::1]:4711";proto=https' -> ['192.0.2.43', '[2001:db8::1]:4711']."""
-    found = []
-    for element in value.split(","):
-        for pair in element.split(";"):
-            name, _, text = pair.strip(" \t").partition("=")
-            if name.lower() == "for":
-                found.append(text.strip('"'))
-    return found
-
-
-def _bare_address(text):
-    """The IP address in an X-Forwarded-For or Forwarded entry (brackets and
-    port removed), normalised; None if there is none."""
-    if text.startswith("["):  # [2001:db8::1] or [2001:db8::1]:4711
-        text = text[1:text.find("]")] if "]" in text else ""
-    elif text.count(":") == 1:  # 192.0.2.43:4711
-        text = text.partition(":")[0]
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
 
 
 def log_error(message, error=None):

@@ -10,6 +10,16 @@ the connection limit (until a connection closes), and after running out of
 descriptors (for a back-off interval). Meanwhile new connections wait in the
 kernel's listen backlog; none is accepted only to be dropped.
 
+The one exception is ``--max-connections-per-client``: a connection from a
+client that already holds that many is closed as soon as it is accepted
+(access/limits.py keeps the counts; here is where connections are accepted
+and closed, so here is where they are counted). nginx's limit_conn answers
+503 instead, but only after reading a request: that means holding the
+connection for up to --header-timeout (and a TLS handshake) for the very
+client the limit is meant to stop, so here it costs the client nothing but a
+closed connection and the server one accept and one close. Trusted proxies
+(--trusted-proxy) are not counted: every client behind one shares its address.
+
 Stopping has two speeds. The first SIGTERM or SIGINT begins a graceful stop
 (``begin_shutdown``): the listeners close at once, so new connections are
 refused; idle keep-alive connections close; a connection with a request in
@@ -26,6 +36,8 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from ..access.clients import ClientAddresses, client_key
+from ..access.limits import ConnectionCounts
 from ..connection.connection import Connection
 from ..connection.states import State
 from ..loop.reactor import EVENT_READ
@@ -66,6 +78,14 @@ class Server:
             log_error(f"the descriptor limit ({parts.descriptors.soft_limit}) leaves room for "
                       f"{self.max_connections} connections (--max-connections is {config.max_connections})")
         parts.context.forget = self._forget
+        # --max-connections-per-client: open connections by client_key (None: no limit).
+        self.per_client: ConnectionCounts | None = None
+        self._not_counted: ClientAddresses | None = None  # trusted proxies
+        self._per_client_logged_at: float | None = None
+        if config.max_connections_per_client is not None:
+            self.per_client = ConnectionCounts(config.max_connections_per_client)
+            if config.trusted_proxies:
+                self._not_counted = ClientAddresses(config.trusted_proxies)
         self.listeners: list[socket.socket] = []
         self._accepting = False
         self._backoff_timer: Timer | None = None  # set while accepting is paused after EMFILE
@@ -134,6 +154,7 @@ class Server:
         is_tcp = listener.family in (socket.AF_INET, socket.AF_INET6)  # once a batch: it costs
         context = self.parts.context
         connections = self.connections
+        per_client = self.per_client
         for _ in range(ACCEPT_BATCH):
             if len(connections) >= self.max_connections:
                 self._stop_accepting()
@@ -164,10 +185,28 @@ class Server:
                 continue
             # A Unix socket's peer has no address: "unix:", as nginx logs it.
             client = address[0] if isinstance(address, tuple) else "unix:"
+            if per_client is not None and not self._admit(client):
+                sock.close()
+                continue
             connection = Connection(context, sock, client)
             self.accepted += 1
             connections.add(connection)
             connection.start()
+
+    def _counted(self, client: str) -> bool:
+        return self._not_counted is None or not self._not_counted.is_trusted(client)
+
+    def _admit(self, client: str) -> bool:
+        """--max-connections-per-client: count a new connection, or refuse it."""
+        assert self.per_client is not None
+        if not self._counted(client) or self.per_client.admit(client_key(client)):
+            return True
+        now = self.reactor.now
+        if self._per_client_logged_at is None or now - self._per_client_logged_at >= LIMIT_LOG_INTERVAL_SECONDS:
+            self._per_client_logged_at = now
+            log_error(f"closed a connection from {client}: it holds {self.per_client.limit} already "
+                      f"(--max-connections-per-client; said at most every {LIMIT_LOG_INTERVAL_SECONDS:g} s)")
+        return False
 
     def _expire_cache(self) -> None:
         self.parts.site.cache.expire()
@@ -183,6 +222,8 @@ class Server:
     def _forget(self, connection: Connection) -> None:
         """Called by a connection when it closes."""
         self.connections.discard(connection)
+        if self.per_client is not None and self._counted(connection.client):
+            self.per_client.release(client_key(connection.client))
         if self.draining:
             if not self.connections:
                 self.reactor.stop()  # the last response is out: the graceful stop is done

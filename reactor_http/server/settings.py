@@ -26,6 +26,8 @@ import re
 import shlex
 import sys
 
+from ..access.limits import parse_rate, show_rate
+from ..access.rules import ALLOW, DENY, rule_network
 from ..config import Config
 from ..loop.reactor import SELECTOR_CLASSES
 
@@ -89,6 +91,8 @@ def error_page(text):
     status, equals, path = text.partition("=")
     if not equals or not status.isdigit() or not 400 <= int(status) <= 599:
         raise ValueError(f"expected STATUS=PATH with a 4xx or 5xx status, not {text!r}")
+    if int(status) in (401, 429):
+        raise ValueError(f"{status} is answered by --auth-file or --rate-limit, never with a page of the site")
     if int(status) not in REASONS:
         raise ValueError(f"the server never answers {status}")
     return int(status), site_path(path)
@@ -188,6 +192,26 @@ def trace_categories(text):
     return chosen
 
 
+def allow_rule(text):
+    return ALLOW, rule_network(text)
+
+
+def deny_rule(text):
+    return DENY, rule_network(text)
+
+
+_REALM = re.compile(r'[\x20\x21\x23-\x5b\x5d-\x7e]{1,200}')
+
+
+def auth_realm(text):
+    """A realm for the challenge's quoted-string: visible ASCII and spaces,
+    without the quote and backslash that would need escaping (RFC 9110 §5.6.4)."""
+    if not _REALM.fullmatch(text):
+        raise ValueError(f"a realm is 1 to 200 visible ASCII characters or spaces, without '\"' or "
+                         f"'\\': {text!r}")
+    return text
+
+
 def existing_file(text):
     if not os.path.isfile(text):
         raise ValueError(f"{text!r} is not a file")
@@ -230,6 +254,10 @@ def _show_error_page(value):
 
 def _show_header(value):
     return f"{value[0]}: {value[1]}"
+
+
+def _show_rule(value):
+    return str(value[1])
 
 
 def _show_categories(value):
@@ -298,14 +326,39 @@ SETTINGS = (
     S("--log-format", "log_format", log_format, "access log lines: common, combined (adds Referer and "
       "User-Agent) or json", "logs", metavar="FORMAT"),
     S("--trusted-proxy", "trusted_proxies", network, "a reverse proxy whose X-Forwarded-For or "
-      "Forwarded field names the client for the access log (an address, a CIDR block, or unix: for "
-      "peers on the Unix socket); repeatable", "logs", kind="list", metavar="CIDR", show=str),
+      "Forwarded field names the client for the access log, --allow/--deny and --rate-limit (an "
+      "address, a CIDR block, or unix: for peers on the Unix socket); repeatable", "logs", kind="list",
+      metavar="CIDR", show=str),
     S("--trace", "trace", trace_categories, "print what the reactor, connections and executor do, one "
       "line each, on stderr; optionally only some of: reactor, timer, conn, executor "
       "(e.g. --trace=conn,executor)", "logs", kind="optional", const="all", metavar="CATEGORIES",
       show=_show_categories),
     S("--selector", "selector", selector_name, "readiness backend: auto (epoll on Linux, kqueue on "
       "BSD/macOS), epoll, kqueue, poll or select", "logs", metavar="NAME"),
+    # Keeping people out.
+    S("--auth-file", "auth_file", existing_file, "ask for a user and password (HTTP Basic "
+      "authentication) from the users of this htpasswd file: bcrypt (htpasswd -B; pip install "
+      "'reactor_http[auth]'), apr1 (htpasswd -m, with a warning) or scrypt (reactor-http "
+      "hash-password USER); read again when it changes and on SIGHUP", "access", metavar="FILE"),
+    S("--auth-realm", "auth_realm", auth_realm, "the realm the 401's challenge names (browsers show "
+      "it)", "access", metavar="REALM"),
+    S("--auth-path", "auth_path", site_path, "ask for the password only under this path, e.g. "
+      "/private/ (default: the whole site)", "access", metavar="PATH"),
+    S("--allow", "access_rules", allow_rule, "serve clients from this address or CIDR block (or all, "
+      "or unix:); repeatable; with --deny, tried in the order given, the first match decides, and when "
+      "none matches the answer is the opposite of the last rule's; refused clients get 403", "access",
+      kind="list", metavar="CIDR", show=_show_rule),
+    S("--deny", "access_rules", deny_rule, "refuse (403) clients from this address or CIDR block (or "
+      "all, or unix:); repeatable, in order with --allow", "access", kind="list", metavar="CIDR",
+      show=_show_rule),
+    S("--max-connections-per-client", "max_connections_per_client", positive_int, "connections one "
+      "client address (an IPv6 /64) may hold open at once; more are closed as they are accepted "
+      "(trusted proxies are not limited)", "access", metavar="N"),
+    S("--rate-limit", "rate_limit", parse_rate, "requests one client may make per second or minute, "
+      "e.g. 50/s or 600/m (nginx's limit_req); more get 429 with Retry-After", "access", metavar="RATE",
+      show=show_rate),
+    S("--rate-burst", "rate_burst", non_negative_int, "requests beyond --rate-limit a client may make "
+      "at once (nginx's burst)", "access", metavar="N"),
     # Limits and timeouts.
     S("--max-request-line", "max_request_line", positive_int, "longest request line; longer gets 414",
       "limits", metavar="BYTES"),
@@ -340,11 +393,23 @@ del S
 BY_KEY = {setting.key: setting for setting in SETTINGS}
 BY_FIELD = {setting.field: setting for setting in SETTINGS}
 
+# List fields that several rows fill together, in the order given: --allow
+# and --deny, whose first match wins. On the command line the flags keep
+# their order. A file, where a key cannot repeat, keeps the order of its keys
+# (one block of rules per key); the environment, which has no order, puts
+# the deny rules first (the exceptions, as such lists are mostly written).
+# The rules come whole from one place: the command line, else the
+# environment, else the file.
+SHARED_FIELDS = {field: tuple(setting for setting in SETTINGS if setting.field == field)
+                 for field in BY_FIELD if sum(setting.field == field for setting in SETTINGS) > 1}
+ENVIRONMENT_ORDER = {"access_rules": ("deny", "allow")}
+
 GROUPS = {
     "listening": "where to listen",
     "serving": "what is served",
     "files": "reading and sending files",
     "logs": "logs and watching the server",
+    "access": "keeping people out",
     "limits": "limits and timeouts",
     "teaching": "teaching experiments (see docs/walkthrough.md; not for production)",
 }
@@ -387,7 +452,9 @@ def build_parser(version):
         description="A static file server: one reactor thread for every socket, a small thread "
                     "pool for the disk. Every flag can also be set in a --config file (the flag "
                     "without its dashes) or an environment variable (REACTOR_HTTP_ and the flag in "
-                    "capitals); the command line wins, then the environment, then the file.")
+                    "capitals); the command line wins, then the environment, then the file.",
+        epilog="reactor-http hash-password USER prints a line for an --auth-file, the password read "
+               "from a prompt or from standard input.")
     parser.add_argument("--version", action="version", version=f"reactor_http {version}")
     parser.add_argument("--config", metavar="FILE",
                         help="read settings from a TOML file (also REACTOR_HTTP_CONFIG)")
@@ -475,13 +542,17 @@ def read_config_file(path):
         if setting is None:
             raise SettingsError(f"--config {path}: unknown setting {key!r}"
                                 + _suggestion(key.replace("_", "-")))
-        values[setting.field] = _from_toml(setting, value, f"--config {path}: {key}")
+        value = _from_toml(setting, value, f"--config {path}: {key}")
+        if setting.field in SHARED_FIELDS and setting.field in values:
+            value = values[setting.field] + value  # the keys' order (see SHARED_FIELDS)
+        values[setting.field] = value
     return values
 
 
 def read_environment(environ):
     """{field: (value, variable)} from REACTOR_HTTP_* variables. Raises SettingsError."""
     values = {}
+    shared = {}  # field -> {key: (value, variable)}
     for name, text in environ.items():
         if not name.startswith(ENVIRONMENT_PREFIX) or name == ENVIRONMENT_PREFIX + "CONFIG":
             continue
@@ -489,7 +560,14 @@ def read_environment(environ):
         setting = BY_KEY.get(key)
         if setting is None:
             raise SettingsError(f"unknown environment variable {name}" + _suggestion(key))
+        if setting.field in SHARED_FIELDS:
+            shared.setdefault(setting.field, {})[key] = (_from_text(setting, text, name), name)
+            continue
         values[setting.field] = (_from_text(setting, text, name), name)
+    for field, by_key in shared.items():
+        order = [key for key in ENVIRONMENT_ORDER[field] if key in by_key]
+        values[field] = (sum((by_key[key][0] for key in order), ()),
+                         " and ".join(by_key[key][1] for key in order))
     return values
 
 
@@ -536,6 +614,10 @@ def _inconsistency(config):
     """Settings that are each fine but do not go together."""
     if config.keyfile and not config.certfile:
         return "--keyfile needs --certfile"
+    if config.auth_path != "/" and not config.auth_file:
+        return "--auth-path needs --auth-file"
+    if config.rate_burst and not config.rate_limit:
+        return "--rate-burst needs --rate-limit"
     return None
 
 
@@ -554,9 +636,15 @@ def render(loaded):
     """The settings in effect as TOML (usable as a --config file), each with a
     comment saying where it came from."""
     lines = ["# reactor_http settings in effect; a line's comment says where its value came from."]
+    shared_done = set()
     for setting in SETTINGS:
         value = getattr(loaded.config, setting.field)
         source = loaded.sources.get(setting.field, "default")
+        if setting.field in SHARED_FIELDS:
+            if setting.field not in shared_done:
+                shared_done.add(setting.field)
+                lines.extend(_render_shared(SHARED_FIELDS[setting.field], value, source))
+            continue
         if setting.kind == "switch":
             shown = _toml_value(value == setting.switch_value)
         elif value is None or (setting.kind == "list" and not value):
@@ -571,3 +659,28 @@ def render(loaded):
             shown = _toml_value(value)
         lines.append(f"{setting.key} = {shown}  # {source}")
     return "\n".join(lines) + "\n"
+
+
+def _render_shared(rows, value, source):
+    """The keys of rows that fill one field together, each with its items,
+    in the order the items begin (so the file keeps the order, SHARED_FIELDS)."""
+    by_key = {row.key: row for row in rows}
+    blocks = []  # [key, [items]] for each run of one key's items
+    for item in value:
+        if blocks and blocks[-1][0] == item[0]:
+            blocks[-1][1].append(item)
+        else:
+            blocks.append([item[0], [item]])
+    lines = []
+    if len(blocks) > len({key for key, _ in blocks}):
+        order = ", ".join(f"{item[0]} {by_key[item[0]].show(item)}" for item in value)
+        lines.append(f"# given in this order: {order}; a file keeps one block per key, in the order of its keys")
+    merged = {}
+    for key, items in blocks:
+        merged.setdefault(key, []).extend(items)
+    for key, items in merged.items():
+        lines.append(f"{key} = {_toml_value([by_key[key].show(item) for item in items])}  # {source}")
+    for row in rows:
+        if row.key not in merged:
+            lines.append(f"# {row.key} = (not set)  # {source if value else 'default'}")
+    return lines

@@ -93,6 +93,7 @@ def status_document(server: Server) -> dict[str, Any]:
             "entries": len(cache),
             "bytes": cache.bytes_used,
             "open_files": cache.open_files,
+            "files_being_sent": parts.site.representations.sending.in_use,
             "hits": cache.hits,
             "misses": cache.misses,
             "hit_rate": round(cache.hits / looked_up, 4) if looked_up else None,

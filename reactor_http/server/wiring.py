@@ -2,6 +2,7 @@
 
     reactor  <-  executor  (jobs complete on the reactor's thread)
     site (static files)  <-  status page (answers its own path, hands on the rest)
+                         <-  access guard (403, 429, 401, or hands on; only if configured)
     renderer, memos, access log
     connection context  (what every connection is given: the parts above)
     server  (accepts connections with that context, limits them, stops them)
@@ -17,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..access.guard import AccessGuard, build_guard
 from ..connection.context import ConnectionContext
 from ..http1.fast_path import AnswerMemo, HeadMemo
 from ..http1.responses import HeadRenderer
@@ -30,6 +32,7 @@ from .status import StatusPage, status_document
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..http1.handler import Handler
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Parts:
     access_log: AccessLog
     context: ConnectionContext
     descriptors: DescriptorPlan
+    access: AccessGuard | None = None  # set by build_server when an access feature is configured
 
 
 def build_parts(config: Config, tls_context: Any = None, access_stream: TextIO | None = None) -> Parts:
@@ -54,7 +58,7 @@ def build_parts(config: Config, tls_context: Any = None, access_stream: TextIO |
     # Shared out once the process holds what it always will (listeners, the
     # selector, the wake-up channel), before any connection.
     descriptors = plan_descriptors(config.max_connections, config.blocking_threads)
-    site = StaticSite(config, AnswerMemo(), reactor.clock, descriptors.cache_open_files)
+    site = StaticSite(config, AnswerMemo(), reactor.clock, descriptors.cache_open_files, descriptors.sending_files)
     access_log = AccessLog(reactor, access_stream, enabled=not config.quiet,
                            path=config.access_log if access_stream is None else None,
                            log_format=config.log_format, trusted_proxies=config.trusted_proxies)
@@ -69,12 +73,19 @@ def build_parts(config: Config, tls_context: Any = None, access_stream: TextIO |
 
 def build_server(config: Config, tls_context: Any = None, access_stream: TextIO | None = None) -> Server:
     """A Server on freshly built parts, the status page in front of the site
-    if ``--status-path`` asks for one."""
+    if ``--status-path`` asks for one, and the access guard in front of both
+    if an access feature (--auth-file, --allow/--deny, --rate-limit) is asked
+    for: without one there is no guard at all, so the path of a request is
+    the same as if the package did not exist. Raises PasswordFileError
+    (access/passwords.py) if the --auth-file cannot be used."""
     parts = build_parts(config, tls_context, access_stream)
     server = Server(parts)
+    handler: Handler = parts.site
     if config.status_path:
-        parts.context.handler = StatusPage(lambda: status_document(server), parts.site, config.status_path,
-                                           config.status_allow)
+        handler = StatusPage(lambda: status_document(server), parts.site, config.status_path,
+                             config.status_allow)
+    parts.access = build_guard(config, handler, parts.reactor.clock, log_error)
+    parts.context.handler = parts.access or handler
     return server
 
 

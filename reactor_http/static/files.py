@@ -117,7 +117,10 @@ def resolve(root, segments, wants_directory, show_hidden=False, precompressed=Tr
     """Resolve ``segments`` under ``root`` (a real path): Refused, MissingSlash,
     Listing or Resource. Raises OSError only for the unexpected (an I/O error),
     which the caller turns into a 500."""
-    found = _real_path(root, os.path.join(root, *segments), show_hidden)
+    # Performance: os.path.join walks its arguments in Python, one by one;
+    # segments hold no "/" (paths.py split on it), so one str.join will do.
+    found = _real_path(root, root.rstrip(os.sep) + os.sep + os.sep.join(segments) if segments else root,
+                       show_hidden)
     if isinstance(found, Refused):
         return found
     real_path, info = found

@@ -44,8 +44,9 @@ class Representations:
     """Turns a resolved file (a ``files.Resource``) into a Response."""
 
     def __init__(self, config: Config, cache: FileCache,
-                 error: Callable[..., Response | None]):
+                 error: Callable[..., Response | None], sending_files: int = 1 << 20):
         self.gzip = config.gzip
+        self.sending = SendingFiles(sending_files)
         self._cache_control = f"Cache-Control: {config.cache_control}\r\n" if config.cache_control else ""
         self._cache = cache
         self._error = error  # the site's error answer (it knows the error pages)
@@ -56,7 +57,7 @@ class Representations:
             # An error page: the whole file, with the error's status. No
             # validators or ranges: they describe the page, not the error.
             identity = resource.variants["identity"]
-            return self._with_source(request, identity, exchange, lambda variant, source: _with_source(
+            return self._content_source(request, identity, exchange, lambda variant, source: self._response(
                 status, self._representation_fields(resource, variant), source, 0, variant.size))
         headers = request.headers
         variant = self._choose_variant(resource, headers)
@@ -64,7 +65,7 @@ class Representations:
                 and self._should_gzip(resource, variant, headers)):
             self._gzip_then_serve(request, path, resource, variant, exchange)
             return None
-        return self._with_source(request, variant, exchange,
+        return self._content_source(request, variant, exchange,
                                  lambda fresh, source: self._file_response(request, resource, fresh, source))
 
     # -- which representation -------------------------------------------------------
@@ -97,13 +98,13 @@ class Representations:
                 resource.variants["gzip"] = compressed
                 self._cache.update_size(path.key())
             chosen = compressed if compressed is not None else variant
-            return self._with_source(request, chosen, exchange,
+            return self._content_source(request, chosen, exchange,
                                      lambda fresh, source: self._file_response(request, resource, fresh, source))
         exchange.run_blocking(files.gzip_variant, (variant, GZIP_MAX_BYTES), on_compressed)
 
     # -- where the content comes from ---------------------------------------------------
 
-    def _with_source(self, request: Request, variant: files.Variant, exchange: Exchange,
+    def _content_source(self, request: Request, variant: files.Variant, exchange: Exchange,
                      build: Callable[[files.Variant, Source], Response | None]) -> Response | None:
         """Call ``build(variant, source)`` with a content source: the bytes of
         a small variant, an open descriptor for a large one (opened on the
@@ -112,21 +113,49 @@ class Representations:
             return build(variant, variant.data)
         if request.method == "HEAD":
             return build(variant, None)
+        if not self.sending.take():
+            return self._error(request, 503, "too many files being sent at once; try again", exchange)
         if variant.fd >= 0 and _unchanged(variant):
             # The cache holds this large file open: send from a duplicate of
             # its descriptor (no disk access, so fine on the loop thread).
             try:
                 return build(variant, os.dup(variant.fd))
-            except OSError:  # out of descriptors
+            except OSError:  # out of descriptors after all
+                self.sending.give_back()
                 return self._error(request, 503, "out of file descriptors; try again", exchange)
 
         def on_opened(opened: Any) -> Response | None:
             if isinstance(opened, files.Refused):
+                self.sending.give_back()
                 return self._error(request, opened.status, opened.detail, exchange)
             fd, fresh = opened
             return build(fresh, fd)
         exchange.run_blocking(files.open_variant, (variant,), on_opened)
         return None
+
+    # -- a response from its source --------------------------------------------------------
+
+    def _response(self, status: int, fields: str, source: Source, offset: int, length: int) -> Response:
+        """A response whose content is ``length`` bytes from ``offset`` of the
+        source: bytes in memory, an open descriptor (sent with sendfile), or
+        None (HEAD)."""
+        if source is None:
+            return Response(status, fields, content_length=length)
+        if isinstance(source, bytes):
+            if offset == 0 and length == len(source):
+                return Response(status, fields, source)
+            return Response(status, fields, source[offset:offset + length])
+        return Response(status, fields, file=self._file_body(source, ((offset, length),)))
+
+    def _file_body(self, fd: int, pieces: list[Any] | tuple[Any, ...]) -> FileBody:
+        """A FileBody that gives its descriptor back to the pool when closed."""
+        return FileBody(fd, pieces, on_close=self.sending.give_back)
+
+    def _drop_source(self, source: Source) -> None:
+        """A descriptor taken for an answer that turned out to need none (a 304, 412, 416)."""
+        if isinstance(source, int):
+            os.close(source)
+            self.sending.give_back()
 
     # -- the fields -------------------------------------------------------------------------
 
@@ -158,7 +187,7 @@ class Representations:
         validators = self._validator_fields(resource, variant)
         outcome = evaluate_preconditions(request.method, headers, variant.etag, variant.mtime)
         if outcome is not None:
-            _close_source(source)
+            self._drop_source(source)
             if outcome == 304:
                 return Response(304, validators, content_length=0)
             return error_response(412, None, self._vary_field(resource))
@@ -170,12 +199,12 @@ class Representations:
             if if_range is None or if_range_allows_range(if_range, variant.etag, variant.mtime):
                 ranges = parse_range(range_value, variant.size)
                 if ranges is UNSATISFIABLE:
-                    _close_source(source)
+                    self._drop_source(source)
                     return error_response(416, None, f"Content-Range: {unsatisfied_range(variant.size)}\r\n"
                                                      + self._vary_field(resource))
                 if ranges:
                     return self._partial(resource, variant, source, fields, ranges)
-        return _with_source(200, fields, source, 0, variant.size)
+        return self._response(200, fields, source, 0, variant.size)
 
     def _partial(self, resource: files.Resource, variant: files.Variant, source: Source, fields: str,
                  ranges: list[tuple[int, int]]) -> Response:
@@ -183,7 +212,7 @@ class Representations:
         if len(ranges) == 1:
             first, last = ranges[0]
             fields += f"Content-Range: {content_range(first, last, size)}\r\n"
-            return _with_source(206, fields, source, first, last - first + 1)
+            return self._response(206, fields, source, first, last - first + 1)
         # Several ranges: a multipart/byteranges body (RFC 9110 §14.6), whose
         # parts' heads carry what the response head would for one range.
         boundary = make_boundary()
@@ -200,7 +229,31 @@ class Representations:
         for head, first, last in parts:
             pieces += (head, (first, last - first + 1))
         pieces.append(closing)
-        return Response(206, fields, file=FileBody(source, pieces))
+        return Response(206, fields, file=self._file_body(source, pieces))
+
+
+class SendingFiles:
+    """The pool of descriptors held by the files being sent, all connections
+    together (a quarter of the descriptor limit: server/limits.py). A large
+    file's response takes one (a duplicate of the cached descriptor, or one
+    opened afresh) and gives it back when its FileBody is closed, sent or
+    not. An empty pool means 503, never a failed open or an exhausted limit.
+    Loop thread only."""
+
+    __slots__ = ("limit", "in_use")
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_use = 0
+
+    def take(self) -> bool:
+        if self.in_use >= self.limit:
+            return False
+        self.in_use += 1
+        return True
+
+    def give_back(self) -> None:
+        self.in_use -= 1
 
 
 def _unchanged(variant: files.Variant) -> bool:
@@ -211,20 +264,3 @@ def _unchanged(variant: files.Variant) -> bool:
     info = os.fstat(variant.fd)
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) == variant.identity
 
-
-def _with_source(status: int, fields: str, source: Source, offset: int, length: int) -> Response:
-    """A response whose content is ``length`` bytes from ``offset`` of the
-    source: bytes in memory, an open descriptor (sent with sendfile), or None
-    (HEAD)."""
-    if source is None:
-        return Response(status, fields, content_length=length)
-    if isinstance(source, bytes):
-        if offset == 0 and length == len(source):
-            return Response(status, fields, source)
-        return Response(status, fields, source[offset:offset + length])
-    return Response(status, fields, file=FileBody.region(source, offset, length))
-
-
-def _close_source(source: Source) -> None:
-    if isinstance(source, int):
-        os.close(source)

@@ -51,14 +51,15 @@ class StaticSite:
     """Serves the files under one document root."""
 
     def __init__(self, config: Config, answers: AnswerMemo | None = None,
-                 clock: Callable[[], float] = time.monotonic, max_open_files: int = MAX_OPEN_FILES):
+                 clock: Callable[[], float] = time.monotonic, max_open_files: int = MAX_OPEN_FILES,
+                 sending_files: int = 1 << 20):
         self.root = os.path.realpath(config.root)
         self.show_hidden = config.show_hidden
         self.precompressed = config.precompressed
         self.autoindex = config.autoindex
         self.cache = FileCache(config.cache_bytes, config.cache_valid, clock, max_open_files)
         self.answers = answers if answers is not None else AnswerMemo()
-        self.representations = Representations(config, self.cache, self._error)
+        self.representations = Representations(config, self.cache, self._error, sending_files)
         self._cache_control = f"Cache-Control: {config.cache_control}\r\n" if config.cache_control else ""
         # --error-page 404=/404.html and --fallback /index.html, parsed once.
         self._error_pages = {status: parse_target(path, show_hidden=True)

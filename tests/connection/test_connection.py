@@ -24,6 +24,7 @@ from reactor_http.connection import connection as connection_module
 from reactor_http.connection.connection import (
     LINGER_MAX_BYTES,
     LINGER_READS_PER_EVENT,
+    MAX_BATCH_BYTES,
     RECV_BYTES,
     Connection,
 )
@@ -295,6 +296,21 @@ def test_pipelined_requests_answered_from_memory_go_out_in_one_send():
     assert len(rig.sock.sends) == 1
     assert bodies(rig) == [b"/a", b"/b", b"/c"]
     assert rig.access_log.lines == rig.log(*((f"GET /{name} HTTP/1.1", 200, 2) for name in "abc"))
+    assert rig.state is State.IDLE
+
+
+def test_a_batch_of_answers_is_bounded_however_many_requests_ask():
+    """A few dozen bytes of request can ask for 5,000 of answer: a batch is
+    sent once it holds MAX_BATCH_BYTES, and the next requests are answered
+    after, so one read of pipelined requests cannot make the server hold
+    their answers all at once."""
+    rig = Rig()
+    count = 3 * MAX_BATCH_BYTES // len(BIG) + 5
+    rig.arrive(get("/big") * count)
+    assert bodies(rig) == [BIG] * count
+    assert len(rig.sock.sends) >= 3
+    one_answer = len(rig.sock.sent) // count  # all alike: the head and BIG
+    assert max(len(data) for data, _ in rig.sock.sends) < MAX_BATCH_BYTES + one_answer
     assert rig.state is State.IDLE
 
 

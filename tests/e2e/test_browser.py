@@ -346,3 +346,27 @@ def test_cors_as_chromium_enforces_it(browser, servers, tmp_path):
     for refusing in (other, closed):
         results = browser.execute_async_script(CORS_FETCHES, refusing.url)
         assert results == ["refused: TypeError"] * 3, results
+
+
+def test_basic_authentication_as_chromium_meets_it(browser, servers, tmp_path):
+    """Chromium asks for the page without credentials and gets the 401 (and,
+    headless, has nobody to ask for a password: the page stays empty); given
+    them in the URL, it answers the challenge and loads the whole page, its
+    stylesheet, script and image asked for with the same credentials."""
+    from reactor_http.access.passwords import password_line
+    users = tmp_path / "htpasswd"
+    users.write_text(password_line("alice", "wonderland") + "\n")
+    server = servers(DEMO_ROOT, "--auth-file", str(users), "--auth-realm", "demo")
+    browser.get(server.url + "/")
+    wait_until(lambda: ("/", 401) in browser_requests(access_log(server)), DEADLINE,
+               lambda: f"no 401 for Chromium: {access_log(server)}")
+    assert browser.title != "reactor_http demo"
+
+    browser.get(server.url.replace("http://", "http://alice:wonderland@") + "/")
+    wait_for_demo_page(browser)
+    assert browser.title == "reactor_http demo"
+    assert browser.execute_script("return document.querySelector('figure img').naturalWidth") == 320
+    wait_until(lambda: set(DEMO_PAGE_RESOURCES) <= {target for target, status in browser_requests(access_log(server))
+                                                    if status == 200},
+               DEADLINE, lambda: f"not every file of the page was served: {access_log(server)}")
+    assert all(status in (200, 401) for _, status in browser_requests(access_log(server)))

@@ -260,8 +260,12 @@ CASES = [
     Case("http3-version", request(version="HTTP/3.0"), 505, "closed"),
     Case("http09-version", request(version="HTTP/0.9"), 505, "closed"),
     Case("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "closed"),
-    Case("leading-empty-lines", b"\r\n" * 50 + get("/style.css"), 200, "open", body=STYLE),
-    Case("thousands-of-leading-empty-lines", b"\r\n" * 5000 + get("/style.css"), 200, "open", body=STYLE),
+    # RFC 9112 §2.2: ignore empty lines before a request line; up to
+    # MAX_EMPTY_LINES (16) of them, since a stream of nothing but CRLF is a
+    # client spending the server's time.
+    Case("leading-empty-lines", b"\r\n" * 16 + get("/style.css"), 200, "open", body=STYLE),
+    Case("too-many-leading-empty-lines", b"\r\n" * 17 + get("/style.css"), 400, "closed"),
+    Case("thousands-of-leading-empty-lines", b"\r\n" * 5000 + get("/style.css"), 400, "closed"),
 
     # -- Host (RFC 9112 §3.2) -------------------------------------------------------------------
     Case("http11-without-host", request(fields="Accept: */*\r\n"), 400, "closed"),

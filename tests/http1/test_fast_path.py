@@ -19,7 +19,7 @@ import pytest
 from support.parsing import NEXT_REQUEST, CollectingParser, check_next_request_follows, fields_of, head
 
 from reactor_http.http1 import fast_path, responses
-from reactor_http.http1.fast_path import AnswerMemo, HeadMemo, WireCache, wire_bytes
+from reactor_http.http1.fast_path import AnswerMemo, HeadMemo, WireCache, request_size, wire_bytes
 from reactor_http.http1.parser import ProtocolError, Request, RequestParser
 from reactor_http.http1.responses import FileBody, HeadRenderer, Response
 
@@ -175,8 +175,18 @@ def remember(memo, request, response, check):
     memo.remember(request, response, check.lookup, check.KEY, check.value)
 
 
-def cost_of(response):
-    return 2 * len(response.body) + AnswerMemo.ENTRY_OVERHEAD_BYTES
+def cost_of(request, response):
+    """What remembering ``response`` for ``request`` counts: the body twice,
+    the request (its line, target and fields), and the fixed share."""
+    return 2 * len(response.body) + request_size(request) + AnswerMemo.ENTRY_OVERHEAD_BYTES
+
+
+def test_a_request_is_counted_with_all_it_holds():
+    """The key of a remembered answer is a Request: a long target or many
+    fields count, so a flood of long requests cannot outgrow MAX_BYTES."""
+    short, long = request_for("/a"), request_for("/" + "ab/" * 2700)
+    assert request_size(long) - request_size(short) == 2 * (len(long.target) - len(short.target))
+    assert request_size(short) >= len(short.request_line) + len(short.target) + 128 * len(short.headers)
 
 
 def test_an_answer_is_recalled_while_its_state_holds():
@@ -187,7 +197,7 @@ def test_an_answer_is_recalled_while_its_state_holds():
     assert memo.recall(request) is response
     assert memo.recall(request) is response
     assert check.calls == 2  # asked on every recall
-    assert (len(memo), memo.bytes_used) == (1, cost_of(response))
+    assert (len(memo), memo.bytes_used) == (1, cost_of(request, response))
 
 
 def test_an_answer_whose_state_changed_is_forgotten():
@@ -236,7 +246,7 @@ def test_an_answer_remembered_once_is_not_remembered_for_another_request():
     remember(memo, second, response, Check())
     assert memo.recall(second) is None
     assert memo.recall(first) is response and response.wire is wire
-    assert (len(memo), memo.bytes_used) == (1, cost_of(response))
+    assert (len(memo), memo.bytes_used) == (1, cost_of(first, response))
 
 
 def test_remembering_again_for_the_same_request_replaces_the_answer():
@@ -246,7 +256,7 @@ def test_remembering_again_for_the_same_request_replaces_the_answer():
     remember(memo, request, old, Check())
     remember(memo, request, new, Check())
     assert memo.recall(request) is new
-    assert (len(memo), memo.bytes_used) == (1, cost_of(new))
+    assert (len(memo), memo.bytes_used) == (1, cost_of(request, new))
 
 
 def test_the_answers_are_bounded_in_entries_oldest_out_first():
@@ -257,7 +267,7 @@ def test_the_answers_are_bounded_in_entries_oldest_out_first():
     assert len(memo) == AnswerMemo.MAX_ENTRIES
     assert memo.recall(requests[0]) is None and memo.recall(requests[1]) is None
     assert all(memo.recall(request) is not None for request in requests[2:])
-    assert memo.bytes_used == AnswerMemo.MAX_ENTRIES * cost_of(Response(200, body=b"x"))
+    assert memo.bytes_used == sum(cost_of(request, Response(200, body=b"x")) for request in requests[2:])
 
 
 def test_the_answers_are_bounded_in_bytes_oldest_out_first():
@@ -270,7 +280,8 @@ def test_the_answers_are_bounded_in_bytes_oldest_out_first():
         remember(memo, request, Response(200, body=body), Check())
         assert memo.bytes_used <= AnswerMemo.MAX_BYTES
     assert [memo.recall(request) is not None for request in requests] == [False, False, True, True, True]
-    assert (len(memo), memo.bytes_used) == (3, 3 * (2 * len(body) + AnswerMemo.ENTRY_OVERHEAD_BYTES))
+    assert (len(memo), memo.bytes_used) == (3, sum(cost_of(request, Response(200, body=body))
+                                                   for request in requests[2:]))
 
 
 def test_bytes_used_follows_every_forget():
@@ -280,10 +291,10 @@ def test_bytes_used_follows_every_forget():
     answers = {path: Response(200, body=path.encode() * 100) for path in checks}
     for path in checks:
         remember(memo, requests[path], answers[path], checks[path])
-    assert memo.bytes_used == sum(map(cost_of, answers.values()))
+    assert memo.bytes_used == sum(cost_of(requests[path], answers[path]) for path in checks)
     checks["/b"].valid = False
     assert memo.recall(requests["/b"]) is None
-    assert memo.bytes_used == cost_of(answers["/a"]) + cost_of(answers["/c"])
+    assert memo.bytes_used == cost_of(requests["/a"], answers["/a"]) + cost_of(requests["/c"], answers["/c"])
     checks["/a"].valid = checks["/c"].valid = False
     assert memo.recall(requests["/a"]) is None and memo.recall(requests["/c"]) is None
     assert (len(memo), memo.bytes_used) == (0, 0)

@@ -3,6 +3,7 @@
     loop        the standard library only: no HTTP
     http1       the standard library without socket, selectors, ssl or threading
     static      http1 and config: never the connection, the loop or the server
+    access      http1 and config: never the connection, the loop or the server
     connection  loop, http1 and config (ssl in connection/tls.py only): never static
     server      anything; nothing imports it
 
@@ -20,15 +21,16 @@ import pytest
 from support.environment import REPO
 
 PACKAGE = os.path.join(REPO, "reactor_http")
-LAYERS = ("loop", "http1", "static", "connection", "server")
+LAYERS = ("loop", "http1", "static", "access", "connection", "server")
 
 # Which parts of reactor_http each layer may import (its own always).
 ALLOWED = {
     "loop": set(),
     "http1": set(),
     "static": {"http1", "config"},
+    "access": {"http1", "config"},
     "connection": {"loop", "http1", "config"},
-    "server": {"loop", "http1", "static", "connection", "config", "__init__"},
+    "server": {"loop", "http1", "static", "access", "connection", "config", "__init__"},
     "config": set(),
 }
 
@@ -38,6 +40,9 @@ IO_MODULES = {"socket", "selectors", "ssl", "threading", "asyncio", "concurrent"
 FORBIDDEN_STDLIB = {
     "http1": IO_MODULES,
     "static": {"socket", "selectors", "ssl", "asyncio"},  # it runs on the loop and in executor jobs
+    # The guard runs on the loop and its checks in executor jobs: it reaches
+    # the executor only through the Exchange, never starts a thread itself.
+    "access": {"socket", "selectors", "ssl", "asyncio", "threading", "concurrent"},
     "loop": {"ssl", "asyncio"},
     "connection": {"asyncio", "threading", "concurrent"},  # one thread: the loop's
 }

@@ -255,3 +255,75 @@ def test_help_lists_every_setting():
     assert status == 0, stderr
     for setting in settings.SETTINGS:
         assert setting.flag in stdout, setting.flag
+
+
+# -- keeping people out: --allow and --deny share one ordered list --------------------------------
+
+
+def test_allow_and_deny_keep_the_command_lines_order():
+    config = load(["--deny", "10.0.0.66", "--allow", "10.0.0.0/8", "--deny", "all", "--allow", "unix:"]).config
+    assert config.access_rules == (("deny", ipaddress.ip_network("10.0.0.66/32")),
+                                   ("allow", ipaddress.ip_network("10.0.0.0/8")),
+                                   ("deny", "all"), ("allow", "unix:"))
+
+
+def test_allow_and_deny_from_a_file_keep_the_keys_order(tmp_path):
+    path = write_toml(tmp_path, 'deny = ["192.0.2.7"]\nallow = ["192.0.2.0/24", "::1"]\n')
+    assert [action for action, _ in load(["--config", path]).config.access_rules] == ["deny", "allow", "allow"]
+    path = write_toml(tmp_path, 'allow = "192.0.2.0/24"\ndeny = "all"\n', name="other.toml")
+    assert load(["--config", path]).config.access_rules == (("allow", ipaddress.ip_network("192.0.2.0/24")),
+                                                            ("deny", "all"))
+
+
+def test_allow_and_deny_from_the_environment_deny_first(tmp_path):
+    loaded = load([], {"REACTOR_HTTP_ALLOW": "10.0.0.0/8", "REACTOR_HTTP_DENY": "10.0.0.66 192.0.2.1"})
+    assert [str(network) for _, network in loaded.config.access_rules] == [
+        "10.0.0.66/32", "192.0.2.1/32", "10.0.0.0/8"]
+    assert loaded.sources["access_rules"] == "REACTOR_HTTP_DENY and REACTOR_HTTP_ALLOW"
+    # The rules come whole from one place: the command line replaces the lot.
+    path = write_toml(tmp_path, 'deny = ["192.0.2.7"]\n')
+    config = load(["--config", path, "--allow", "127.0.0.1"], {"REACTOR_HTTP_DENY": "10.0.0.1"}).config
+    assert config.access_rules == (("allow", ipaddress.ip_network("127.0.0.1/32")),)
+
+
+def test_print_config_keeps_the_rules_and_the_limits(tmp_path):
+    loaded = load(["--deny", "10.0.0.66", "--allow", "10.0.0.0/8", "--rate-limit", "600/m", "--rate-burst", "9",
+                   "--max-connections-per-client", "4", "--auth-realm", "staff only"])
+    text = settings.render(loaded)
+    assert 'deny = ["10.0.0.66/32"]  # command line\nallow = ["10.0.0.0/8"]  # command line' in text
+    assert 'rate-limit = "600/m"  # command line' in text
+    assert load(["--config", write_toml(tmp_path, text)]).config == loaded.config
+
+
+def test_print_config_says_when_a_file_cannot_keep_the_order():
+    text = settings.render(load(["--deny", "10.0.0.66", "--allow", "10.0.0.0/8", "--deny", "all"]))
+    assert "# given in this order: deny 10.0.0.66/32, allow 10.0.0.0/8, deny all;" in text
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--allow", "everyone"], ["--allow", "not an IP address, a CIDR block, 'all' or 'unix:'"]),
+    (["--rate-limit", "50"], ["--rate-limit", "50/s or 600/m"]),
+    (["--rate-limit", "0/s"], ["--rate-limit", "at least 1"]),
+    (["--auth-realm", 'say "hi"'], ["--auth-realm", "without"]),
+    (["--max-connections-per-client", "0"], ["--max-connections-per-client", "at least 1"]),
+    (["--error-page", "401=/401.html"], ["--error-page", "401 is answered by --auth-file"]),
+])
+def test_access_settings_refused(argv, words):
+    status, stdout, stderr = run_cli("--root", DEMO_ROOT, *argv)
+    assert (status, stdout) == (EXIT_USAGE, "")
+    for word in words:
+        assert word in stderr, stderr
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["--auth-path", "/private/"], "--auth-path needs --auth-file"),
+    (["--rate-burst", "5"], "--rate-burst needs --rate-limit"),
+])
+def test_access_settings_that_need_another(argv, problem):
+    with pytest.raises(settings.SettingsError, match=problem):
+        load(argv)
+
+
+def test_hash_password_is_in_the_help():
+    status, stdout, _ = run_cli("--help")
+    assert status == 0 and "hash-password USER" in stdout
