@@ -68,23 +68,31 @@ SAMPLE_SECONDS = 1.0
 # -- the server's resources -------------------------------------------------------------------
 
 
-def settle(process, listeners, timeout=30.0):
+def settle(process, listeners, still_seconds, timeout=30.0):
     """Wait until the server holds no socket but its listeners and its
-    descriptor count has stopped moving; return (fds, threads, rss)."""
+    descriptor count has not moved for ``still_seconds``; return (fds,
+    threads, rss). ``still_seconds`` must outlast the file cache's expiry
+    (see _still_seconds): the large files it keeps open are closed only when
+    their entries expire, so a reading taken sooner counts descriptors that
+    are about to go, and the end of the run would look like fewer than the
+    baseline."""
     import psutil
     deadline = time.monotonic() + timeout
-    previous = None
+    still_since, previous = None, None
     while True:
         if process.status() == psutil.STATUS_ZOMBIE:
             raise psutil.NoSuchProcess(process.pid, msg="the server has exited")
         with process.oneshot():
             reading = (process.num_fds(), process.num_threads(), process.memory_info().rss)
+        now = time.monotonic()
         quiet = socket_descriptor_count(process.pid) == listeners
-        if quiet and previous is not None and previous[0] == reading[0]:
+        if not quiet or previous is None or previous[0] != reading[0]:
+            still_since = now
+        elif now - still_since >= still_seconds:
             return reading
-        if time.monotonic() >= deadline:
+        if now >= deadline:
             return reading
-        previous = reading if quiet else None
+        previous = reading
         time.sleep(0.2)
 
 
@@ -453,15 +461,27 @@ def _loopback_only(host):
                              f"servers on this machine")
 
 
-def _blocking_threads(flags):
-    """--blocking-threads from the server's flags, else the server's default."""
+def _server_setting(flags, flag_name, field):
+    """The value of one flag among the server's flags, converted as the
+    server converts it, else the server's default for ``field``."""
     from reactor_http.config import Config
+    from reactor_http.server.settings import BY_FIELD
     for number, flag in enumerate(flags):
-        if flag == "--blocking-threads" and number + 1 < len(flags):
-            return int(flags[number + 1])
-        if flag.startswith("--blocking-threads="):
-            return int(flag.partition("=")[2])
-    return Config().blocking_threads
+        text = None
+        if flag == flag_name and number + 1 < len(flags):
+            text = flags[number + 1]
+        elif flag.startswith(flag_name + "="):
+            text = flag.partition("=")[2]
+        if text is not None:
+            return BY_FIELD[field].convert(text)
+    return getattr(Config(), field)
+
+
+def _still_seconds(flags):
+    """How long the descriptor count must stay put before it is read: the
+    cache's validity plus its once-a-validity expiry sweep, and a margin."""
+    valid = _server_setting(flags, "--cache-valid", "cache_valid")
+    return 2 * max(valid, 1.0) + 0.5
 
 
 def run_soak(options):
@@ -484,7 +504,8 @@ def run_soak(options):
             host, port, pid, flags = server.banner.host, server.banner.port, server.pid, options.server_arg
         process = psutil.Process(pid) if pid else None
         listeners = socket_descriptor_count(pid) if pid else 0
-        thread_cap = 1 + _blocking_threads(flags)
+        thread_cap = 1 + _server_setting(flags, "--blocking-threads", "blocking_threads")
+        still_seconds = _still_seconds(flags)
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         with concurrent.futures.ProcessPoolExecutor(options.processes, mp_context=context) as pool:
             warmup = run_clients(pool, host, port, root, options.processes, options.threads,
@@ -494,7 +515,7 @@ def run_soak(options):
             warmup["error_count"] += len(touch_errors)
             if process:
                 fill_executor_pool(host, port, process, thread_cap)
-            baseline = settle(process, listeners) if process else None
+            baseline = settle(process, listeners, still_seconds) if process else None
             baseline_targets = descriptor_targets(pid) if process else None
             sampler = ProcessSampler(pid, SAMPLE_SECONDS) if process else None
             if sampler:
@@ -507,7 +528,7 @@ def run_soak(options):
             if sampler:
                 sampler.stop()
         try:
-            final = settle(process, listeners) if process else None
+            final = settle(process, listeners, still_seconds) if process else None
         except psutil.Error:  # the server is gone: reported below, not a crash of the harness
             final, process = None, None
             checks_if_gone = {"server still running": False}
