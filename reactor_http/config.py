@@ -27,9 +27,13 @@ class Config:
     # ``unix`` or systemd socket activation provides the listeners.
     binds: tuple = ()
     unix: str | None = None                       # a Unix domain socket path
+    # Who may connect to it. Policy: anyone on this machine, as with a port on
+    # 127.0.0.1, so that a proxy running as another user (nginx as www-data)
+    # reaches it; 0660 or 0600 narrow it to a group or the owner.
+    unix_mode: int = 0o666
     certfile: str | None = None                   # TLS: every listener speaks HTTPS
     keyfile: str | None = None
-    workers: int = 1
+    workers: int = 1                       # 0: one per CPU ("auto")
     reuse_port: bool = True                # workers: SO_REUSEPORT where the platform has it
     blocking_threads: int = 8
     quiet: bool = False
@@ -40,6 +44,8 @@ class Config:
     # Logs and watching.
     access_log: str | None = None                 # a file to append to; None: stdout
     log_format: str = "common"             # common, combined or json
+    log_time: bool = False                 # common/combined lines end with the seconds taken
+    color: str = "auto"                    # colour log lines by status: auto, always, never
     trusted_proxies: tuple = ()            # networks whose X-Forwarded-For is believed
     trace: frozenset | None = None               # trace categories, None: no tracing
     status_path: str | None = None                # e.g. "/_status"; None: no status page
@@ -50,6 +56,7 @@ class Config:
     gzip: bool = False                     # compress text on the fly (cached)
     cache_control: str | None = None              # a Cache-Control value for file responses
     autoindex: bool = False                # list directories that have no index.html
+    try_html: bool = False                 # /about serves about.html when /about is not there
     error_pages: tuple = ()                # ((404, "/404.html"), ...)
     fallback: str | None = None                   # serve this path when nothing matches (SPA)
     headers: tuple = ()                    # (("X-Frame-Options", "DENY"), ...) on every response

@@ -33,13 +33,13 @@ file work on the executor's threads and once on the loop thread itself
 
 Commands (from the repository's root; docs/concurrency.md has the figures):
 
-    # what docs/concurrency.md shows (about 15 minutes on a 2-core machine)
+    # what docs/concurrency.md shows (about 11 minutes on a 2-core machine)
     /tmp/benchvenv/bin/python scripts/concurrency_run.py --experiment all \\
         --selectors epoll,poll,select --csv docs/concurrency.csv --png docs/concurrency.png \\
-        --json concurrency.json --markdown concurrency-tables.md
+        --json /tmp/concurrency.json --markdown /tmp/concurrency-tables.md
 
     # a smoke run: steps of 10 and 50 connections, 2 s each (what the test runs)
-    python3 scripts/concurrency_run.py --quick --experiment all
+    /tmp/benchvenv/bin/python scripts/concurrency_run.py --quick --experiment all
 
     # the tables, the CSV and the plot again from a saved report, measuring nothing
     /tmp/benchvenv/bin/python scripts/concurrency_run.py --from-json concurrency.json \\

@@ -73,7 +73,7 @@ class Connection:
     """One accepted socket and the requests that arrive on it, in order."""
 
     __slots__ = ("sock", "client", "state", "_context", "_parser", "_writer", "_interest", "_timer",
-                 "_deadline", "_requests_seen", "_request", "_ending", "_unlogged", "_discarded")
+                 "_deadline", "_requests_seen", "_request", "_ending", "_unlogged", "_discarded", "_started")
 
     def __init__(self, context: ConnectionContext, sock: socket.socket, client: str):
         config = context.config
@@ -92,8 +92,10 @@ class Connection:
         self._ending: Ending = KEEP_ALIVE      # what follows the answer queued last
         # The answer queued last, whose access-log line waits until it is
         # sent (or the connection closes): (request, request line, status,
-        # body length). It is always the last thing queued in the writer.
+        # body length, when its request began). It is always the last thing
+        # queued in the writer.
         self._unlogged: tuple | None = None
+        self._started = 0.0            # the loop's clock when the request being read began
         self._discarded = 0            # bytes dropped while lingering
 
     # -- the ways in -------------------------------------------------------------------
@@ -209,6 +211,7 @@ class Connection:
             return
         self._parser.feed(data)
         if self.state is State.IDLE:
+            self._started = self._context.reactor.now  # what the access log's time counts from
             self._enter(State.READING_REQUEST)
             self._serve()
             if self.state is State.READING_REQUEST:
@@ -293,7 +296,8 @@ class Connection:
             raise
         unlogged = self._unlogged
         if unlogged is not None:  # the answer queued before this one: logged as sent in full
-            context.access_log.log(self.client, unlogged[0], unlogged[1], unlogged[2], unlogged[3])
+            context.access_log.log(self.client, unlogged[0], unlogged[1], unlogged[2], unlogged[3],
+                                   context.reactor.now - unlogged[4])
         writer = self._writer
         writer.add(data)
         if head_only or response.status in NO_CONTENT_STATUSES:
@@ -303,7 +307,7 @@ class Connection:
             body_length = response.content_length
             if response.file is not None:
                 writer.add_file(response.file)
-        self._unlogged = (request, request_line, response.status, body_length)
+        self._unlogged = (request, request_line, response.status, body_length, self._started)
         return len(data)
 
     # -- writable: answers out ---------------------------------------------------------
@@ -371,7 +375,9 @@ class Connection:
         unlogged = self._unlogged
         if unlogged is not None:
             self._unlogged = None
-            self._context.access_log.log(self.client, unlogged[0], unlogged[1], unlogged[2], unlogged[3])
+            context = self._context
+            context.access_log.log(self.client, unlogged[0], unlogged[1], unlogged[2], unlogged[3],
+                                   context.reactor.now - unlogged[4])
         ending = self._ending
         if ending.keep_alive:
             if self._context.stopping:
@@ -380,6 +386,7 @@ class Connection:
                 self.close()
                 return False
             if self._parser.buffer:
+                self._started = self._context.reactor.now
                 self._wait_in(State.READING_REQUEST)  # its header timeout starts now
                 return True
             self._wait_in(State.IDLE)
@@ -533,11 +540,13 @@ class Connection:
         if unlogged is None:
             return
         self._unlogged = None
-        request, request_line, status, body_length = unlogged
+        request, request_line, status, body_length, started = unlogged
         # It was queued last: the bytes the writer has not sent are the end of its body.
         writer = self._writer
         body_length -= min(body_length, max(0, writer.bytes_queued - writer.bytes_sent))
-        self._context.access_log.log(self.client, request, request_line, status, body_length)
+        context = self._context
+        context.access_log.log(self.client, request, request_line, status, body_length,
+                               context.reactor.now - started)
 
     # -- time ------------------------------------------------------------------------------
 

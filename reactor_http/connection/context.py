@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 class AccessLog(Protocol):
     def log(self, client: str, request: Request | None, request_line: str, status: int,
-            body_bytes: int) -> None:
-        """Record one response: who asked, what, the status and the body bytes sent."""
+            body_bytes: int, seconds: float = 0.0) -> None:
+        """Record one response: who asked, what, the status, the body bytes
+        sent, and the seconds from its request's first byte to its last."""
 
 
 @dataclass

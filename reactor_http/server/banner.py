@@ -10,6 +10,7 @@ network when the server listens on all of them, and whether folders are listed.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import struct
 from collections.abc import Iterable
@@ -22,6 +23,31 @@ _SIOCGIFADDR = 0x8915
 def listener_lines(root: str, urls: Iterable[str], details: str) -> list[str]:
     """One line per listener: ``Serving ROOT at URL (details). Press Ctrl+C to stop.``"""
     return [f"Serving {root} at {url} ({details}). Press Ctrl+C to stop." for url in urls]
+
+
+def describe(blocking_threads: int, selector: str, workers: int = 1, sharing: str | None = None) -> str:
+    """The details in parentheses of a listener line."""
+    text = f"selector: {selector}, {blocking_threads} blocking threads"
+    if workers > 1:
+        text = f"{workers} workers, {sharing}; {text} each"
+    return text
+
+
+def banner(config, root: str, urls: list[str], selector: str, workers: int = 1,
+           sharing: str | None = None) -> list[str]:
+    """Every line the server says at start, for one process or for workers."""
+    lines = listener_lines(root, urls, describe(config.blocking_threads, selector, workers, sharing))
+    tcp = [url for url in urls if url.startswith("http")]
+    if tcp:
+        scheme, port = tcp[0].split("://")[0], int(tcp[0].rstrip("/").rsplit(":", 1)[1])
+        binds = [url.split("://")[1].rsplit(":", 1)[0].strip("[]") for url in tcp]
+        everywhere = any(bind in ("0.0.0.0", "::") for bind in binds)
+        lines += reach_lines(binds, port, scheme, lan_addresses() if everywhere else ())
+    has_index = os.path.isfile(os.path.join(root, "index.html"))
+    listing = listing_line(config.autoindex, has_index)
+    if listing:
+        lines.append(listing)
+    return lines
 
 
 def reach_lines(binds: Iterable[str], port: int | None, scheme: str, lan_addresses: Iterable[str]) -> list[str]:

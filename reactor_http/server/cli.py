@@ -6,9 +6,15 @@ or from standard input when that is not a terminal.
 
 Signals, in the process that serves (each worker, with --workers):
 - SIGTERM or SIGINT (Ctrl+C): stop gracefully; a second one: stop at once.
-- SIGHUP: reopen the --access-log file (after logrotate moved it), and read
-  the --auth-file again.
+- SIGHUP: in a terminal (the server was started from one: its standard
+  input, output or error is a terminal), the terminal was closed: stop
+  gracefully, as python -m http.server does. A service (no terminal) takes it
+  as "reopen the --access-log file" (after logrotate moved it) and "read the
+  --auth-file again".
 - SIGUSR1: write the status (as the status page shows it) to stderr.
+
+Nothing written to the terminal or a pipe can crash the server when the
+other end is gone (output.py).
 
 A signal handler runs on the main thread between two bytecodes, in the middle
 of whatever the loop was doing, so it does nothing itself: it hands the work
@@ -28,24 +34,25 @@ from ..access.passwords import PasswordFileError, check_user_name, password_line
 from ..config import DEFAULT_BIND
 from ..connection.tls import TLSConfigError, make_context
 from ..loop.reactor import make_selector
-from . import settings
+from . import output, settings
+from .banner import banner as banner_text
 from .limits import raise_descriptor_limit
 from .listeners import REUSE_PORT_AVAILABLE, ListenError, open_listeners, remove_unix_socket
 from .logs import open_log_file
 from .status import status_document
-from .wiring import banner_lines, build_server, describe, selector_name
+from .wiring import build_server, selector_name
 from .workers import supervise
 
 EXIT_USAGE = 2
 
 
 def _fail(message):
-    print(f"reactor-http: error: {message}", file=sys.stderr)
+    output.write(sys.stderr, f"reactor-http: error: {message}\n")
     return EXIT_USAGE
 
 
 def _warn(message):
-    print(f"reactor-http: warning: {message}", file=sys.stderr, flush=True)
+    output.write(sys.stderr, f"reactor-http: warning: {message}\n")
 
 
 def main(argv=None):
@@ -93,11 +100,14 @@ def main(argv=None):
             _warn(f"--auth-file without TLS on {exposed}: Basic authentication sends passwords readable "
                   f"by anyone on the way (RFC 7617 §4); add --certfile, or listen on loopback or --unix "
                   f"behind a proxy that speaks TLS")
+    for warning in startup_warnings(config):
+        _warn(warning)
     raise_descriptor_limit(config.max_connections)
     if config.trace:
         from . import trace  # only now: without --trace it is never even imported
         trace.install(config.trace)
-    workers = config.workers > 1
+    worker_count = config.workers or os.cpu_count() or 1  # 0 is "auto": one per CPU
+    workers = worker_count > 1
     try:
         listeners = open_listeners(config, reserve_tcp=workers and config.reuse_port
                                    and REUSE_PORT_AVAILABLE)
@@ -105,7 +115,7 @@ def main(argv=None):
         return _fail(str(error))
     try:
         if workers:
-            return supervise(config, listeners, tls_context, serve, chosen_selector)
+            return supervise(config, worker_count, listeners, tls_context, serve, chosen_selector)
         return serve(config, listeners, tls_context, banner=True)
     finally:
         if config.unix is not None:
@@ -166,8 +176,13 @@ def serve(config, listeners, tls_context=None, banner=False):
     def on_stop(signum, frame):
         reactor.call_soon_threadsafe(server.on_stop_signal)
 
+    in_a_terminal = output.started_in_terminal()
+
     def on_hangup(signum, frame):
-        reactor.call_soon_threadsafe(_on_hangup, server)
+        if in_a_terminal:  # the terminal it was started from has gone
+            reactor.call_soon_threadsafe(server.on_stop_signal)
+        else:
+            reactor.call_soon_threadsafe(_on_hangup, server)
 
     def on_status(signum, frame):
         reactor.call_soon_threadsafe(_print_status, server)
@@ -178,12 +193,11 @@ def serve(config, listeners, tls_context=None, banner=False):
         signal.signal(signal.SIGHUP, on_hangup)
         signal.signal(signal.SIGUSR1, on_status)
     if banner:
-        for line in banner_lines(server.parts.site.root, server.urls(),
-                                 describe(config, selector_name(reactor))):
-            print(line, flush=True)
+        output.write(sys.stdout, "".join(line + "\n" for line in banner_text(
+            config, server.parts.site.root, server.urls(), selector_name(reactor))))
     server.serve_forever()
     if banner:
-        print("Stopped.", flush=True)
+        output.write(sys.stdout, "Stopped.\n")
     if server.abandoned_jobs:
         # A hung file operation holds an executor thread that would never
         # let the interpreter finish: leave without waiting for it.
@@ -201,4 +215,30 @@ def _on_hangup(server):
 
 
 def _print_status(server):
-    print(json.dumps(status_document(server), sort_keys=True), file=sys.stderr, flush=True)
+    output.write(sys.stderr, json.dumps(status_document(server), sort_keys=True) + "\n")
+
+
+def startup_warnings(config):
+    """What looks like a mistake, said before anything is served: a file a
+    flag names that is not there, a root that cannot be read or holds nothing,
+    a root too wide to share with every machine on the network."""
+    root = os.path.realpath(config.root)
+    warnings = []
+    named = [("--fallback", config.fallback)] if config.fallback else []
+    named += [(f"--error-page {status}", path) for status, path in config.error_pages]
+    for flag, path in named:
+        if not os.path.isfile(os.path.join(root, path.lstrip("/"))):
+            warnings.append(f"{flag}={path}: there is no such file under {root}")
+    if not os.access(root, os.R_OK | os.X_OK):
+        warnings.append(f"the server may not read {root}: every request will get 403")
+    else:
+        try:
+            if not os.listdir(root):
+                warnings.append(f"{root} is empty: every request will get 404")
+        except OSError:
+            pass
+    everywhere = any(bind in ("0.0.0.0", "::", "") for bind in config.binds)
+    if everywhere and root in ("/", os.path.realpath(os.path.expanduser("~"))):
+        warnings.append(f"serving {root} to every machine on the network: is that meant? (--root picks "
+                        f"the folder)")
+    return warnings

@@ -59,16 +59,18 @@ def open_tcp_listener(bind, port, reuse_port=False, listen=True):
     return listener
 
 
-def open_unix_listener(path):
-    """A listening Unix domain socket at ``path``. A socket file left there by
-    a server that is gone (nobody accepts on it) is replaced; one that a
-    running server answers on, or a file that is not a socket, is an error."""
+def open_unix_listener(path, mode=0o666):
+    """A listening Unix domain socket at ``path``, its file given ``mode``
+    (who may connect: with the default, a proxy running as another user). A
+    socket file left there by a server that is gone (nobody accepts on it) is
+    replaced; one that a running server answers on, or a file that is not a
+    socket, is an error."""
     try:
-        mode = os.lstat(path).st_mode
+        existing = os.lstat(path).st_mode
     except FileNotFoundError:
-        mode = None
-    if mode is not None:
-        if not stat.S_ISSOCK(mode):
+        existing = None
+    if existing is not None:
+        if not stat.S_ISSOCK(existing):
             raise ListenError(f"--unix {path}: exists and is not a socket")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -84,6 +86,9 @@ def open_unix_listener(path):
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(path)
+        # bind made the file with the umask's mode (0755, say: nobody else may
+        # connect); set the one asked for before anyone can.
+        os.chmod(path, mode)
         listener.listen(LISTEN_BACKLOG)
     except OSError as error:
         listener.close()
@@ -136,20 +141,58 @@ def open_listeners(config, environ=None, reserve_tcp=False):
             try:
                 listener = open_tcp_listener(bind, port, reuse_port=reserve_tcp, listen=not reserve_tcp)
             except OSError as error:
+                hint = ""
+                if error.errno == errno.EACCES and 0 < port < 1024:
+                    hint = (f" (ports below 1024 need root, or CAP_NET_BIND_SERVICE; try --port "
+                            f"{8000 + port if port < 1000 else 8080})")
+                elif error.errno == errno.EADDRINUSE:
+                    holder = who_listens(port)
+                    hint = (f" (by {holder}: stop it, or choose another --port)" if holder
+                            else " (by another program: stop it, or choose another --port)")
                 raise ListenError(f"cannot listen on {bind} port {port}: "
-                                  f"{error.strerror or error}") from None
+                                  f"{error.strerror or error}{hint}") from None
             listeners.append(listener)
             if port == 0:
                 # The other addresses take the port the kernel chose for the
                 # first, so that one port number names the server.
                 port = listener.getsockname()[1]
         if config.unix is not None:
-            listeners.append(open_unix_listener(config.unix))
+            listeners.append(open_unix_listener(config.unix, config.unix_mode))
     except ListenError:
         for listener in listeners:
             listener.close()
         raise
     return listeners
+
+
+def who_listens(port):
+    """"process 1234 (python3 -m reactor_http ...)", the process that holds a
+    listening TCP socket on ``port``, where /proc says (Linux, and only for
+    processes this user may look at); None when it cannot tell."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as file:
+                next(file)
+                for line in file:
+                    fields = line.split()
+                    local, state, inode = fields[1], fields[3], fields[9]
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                        inodes.add(f"socket:[{inode}]")
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            descriptors = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in descriptors):
+                with open(f"/proc/{pid}/cmdline", "rb") as file:
+                    command = file.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                return f"process {pid} ({command[:80]})"
+        except OSError:
+            continue
+    return None
 
 
 def for_worker(listener):

@@ -8,9 +8,14 @@ than one per request, and a line is still on screen within a moment.
 
 Three formats (``--log-format``): ``common`` (the Common Log Format of NCSA
 httpd, Apache and nginx), ``combined`` (the same plus the Referer and
-User-Agent fields) and ``json`` (one object per line). Whatever the format,
-nothing a client sent reaches the log unescaped: no control character or
-terminal escape, no quote that would end a field early.
+User-Agent fields) and ``json`` (one object per line). ``--log-time`` ends a
+common or combined line with the seconds the response took (from the first
+byte of its request to the last byte handed to the kernel, as nginx's
+$request_time); a json line always has them, as ``seconds``. On a terminal
+(``--color auto``, unless NO_COLOR is set) lines are coloured by status
+class. Whatever the format, nothing a client sent reaches the log unescaped:
+no control character or terminal escape, no quote that would end a field
+early.
 
 Behind a reverse proxy the peer is the proxy. With ``--trusted-proxy``, the
 client address logged is the one the proxy reports (Forwarded, RFC 7239, or
@@ -26,11 +31,13 @@ request (tests/e2e/test_access.py checks each format).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
 
 from ..access.clients import ClientAddresses
+from . import output
 
 # Bytes that must not reach a terminal or a log parser as themselves: control
 # characters (terminal escapes), the quote that delimits the request line, the
@@ -57,6 +64,22 @@ def escape(text):
 
 FORMATS = ("common", "combined", "json")
 
+# ANSI colours by status class, as serve and http-server show them: 2xx green,
+# 3xx cyan, 4xx yellow, 5xx red.
+_COLOURS = {2: "32", 3: "36", 4: "33", 5: "31"}
+
+
+def wants_colour(choice, stream, environ=os.environ):
+    """--color auto|always|never, and the NO_COLOR convention (no-color.org)."""
+    if choice != "auto":
+        return choice == "always"
+    if "NO_COLOR" in environ:
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
 
 def _clf_time(now):
     return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
@@ -73,7 +96,7 @@ class AccessLog:
     ``body_bytes``), for the status page. Loop thread only."""
 
     def __init__(self, reactor, stream=None, enabled=True, path=None, log_format="common",
-                 trusted_proxies=()):
+                 trusted_proxies=(), log_time=False, color="never"):
         self._reactor = reactor
         self._path = path
         if path is not None:
@@ -81,6 +104,8 @@ class AccessLog:
         self._stream = stream if stream is not None else sys.stdout
         self.enabled = enabled
         self._format = {"common": self._common, "combined": self._combined, "json": self._json}[log_format]
+        self._log_time = log_time
+        self._colour = log_format != "json" and wants_colour(color, self._stream)
         self._trusted = ClientAddresses(trusted_proxies) if trusted_proxies else None
         self._lines = []
         self._flush_timer = None
@@ -89,10 +114,10 @@ class AccessLog:
         self.responses = 0
         self.body_bytes = 0
 
-    def log(self, client, request, request_line, status, body_bytes):
+    def log(self, client, request, request_line, status, body_bytes, seconds=0.0):
         """Record one response: the peer's address, the Request (None when the
-        head could not be parsed), the request line as received, the status
-        and the body bytes sent."""
+        head could not be parsed), the request line as received, the status,
+        the body bytes sent and the seconds it took."""
         self.responses += 1
         self.body_bytes += body_bytes
         if not self.enabled:
@@ -103,8 +128,13 @@ class AccessLog:
             self._time_text = _clf_time(now) if self._format != self._json else _iso_time(now)
         if self._trusted is not None and request is not None:
             client = self._trusted.client(client, request.headers)
+        line = self._format(client, request, request_line, status, body_bytes, seconds)
+        if self._log_time and self._format != self._json:
+            line += f" {seconds:.3f}"
+        if self._colour:
+            line = f"\x1b[{_COLOURS.get(status // 100, '0')}m{line}\x1b[0m"
         lines = self._lines
-        lines.append(self._format(client, request, request_line, status, body_bytes))
+        lines.append(line + "\n")
         if len(lines) >= FLUSH_LINES:
             self.flush()
         elif self._flush_timer is None:
@@ -112,29 +142,29 @@ class AccessLog:
 
     # -- the formats -----------------------------------------------------------------
 
-    def _common(self, client, request, request_line, status, body_bytes):
+    def _common(self, client, request, request_line, status, body_bytes, seconds):
         size = str(body_bytes) if body_bytes else "-"
-        return f'{client} - - [{self._time_text}] "{escape(request_line)}" {status} {size}\n'
+        return f'{client} - - [{self._time_text}] "{escape(request_line)}" {status} {size}'
 
-    def _combined(self, client, request, request_line, status, body_bytes):
+    def _combined(self, client, request, request_line, status, body_bytes, seconds):
         headers = request.headers if request is not None else {}
         referer = escape(headers.get("referer", "-"))
         user_agent = escape(headers.get("user-agent", "-"))
-        return (f'{self._common(client, request, request_line, status, body_bytes)[:-1]}'
-                f' "{referer}" "{user_agent}"\n')
+        return (f'{self._common(client, request, request_line, status, body_bytes, seconds)}'
+                f' "{referer}" "{user_agent}"')
 
-    def _json(self, client, request, request_line, status, body_bytes):
+    def _json(self, client, request, request_line, status, body_bytes, seconds):
         headers = request.headers if request is not None else {}
         record = {
             "time": self._time_text, "client": client, "request": request_line,
             "method": request.method if request is not None else None,
             "target": request.target if request is not None else None,
             "protocol": request.version if request is not None else None,
-            "status": status, "bytes": body_bytes,
+            "status": status, "bytes": body_bytes, "seconds": round(seconds, 6),
             "referer": headers.get("referer"), "user_agent": headers.get("user-agent"),
         }
         # ensure_ascii: every control or non-ASCII character becomes \uXXXX.
-        return json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
+        return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
 
     # -- writing -------------------------------------------------------------------------
 
@@ -149,11 +179,9 @@ class AccessLog:
         if self._lines:
             text = "".join(self._lines)
             self._lines.clear()
-            try:
-                self._stream.write(text)
-                self._stream.flush()
-            except (OSError, ValueError):
-                pass  # stdout closed or a full pipe: never let logging kill the server
+            # A terminal closed or a pipe's reader gone: the log stops there,
+            # the server goes on (output.py).
+            output.write(self._stream, text)
 
     def reopen(self):
         """SIGHUP: write what waits to the old file, then open the path again
@@ -187,8 +215,4 @@ def log_error(message, error=None):
     text = f"[{stamp}] reactor_http: {message}\n"
     if error is not None:
         text += "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    try:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    output.write(sys.stderr, text)

@@ -10,9 +10,16 @@ missing from another.
 
 Precedence, lowest first: Config's defaults, the file, the environment, the
 command line. A key or variable that names no setting, or a value a setting
-refuses, is one SettingsError naming it; the command line turns it into one
-line on stderr and exit status 2. Nothing here does any I/O but reading the
-file it was given.
+refuses, is one SettingsError naming it, with the nearest real name when it
+looks like a typing mistake; the command line turns it into one line on
+stderr and exit status 2, and so does argparse's own error (``Parser``).
+
+The habits people bring from ``python -m http.server``, ``http-server`` and
+``serve`` work too: a bare port number and a bare folder (``reactor-http 8000
+www``), and ``-p``, ``-d``, ``-b`` for ``--port``, ``--root``, ``--bind``.
+Sizes take ``k``/``M``/``G`` and ``KiB``/``MiB``/``GiB``; durations ``500ms``,
+``30s``, ``2m`` (units.py). Nothing here does any I/O but reading the file it
+was given.
 """
 
 from __future__ import annotations
@@ -30,11 +37,15 @@ from ..access.limits import parse_rate, show_rate
 from ..access.rules import ALLOW, DENY, rule_network
 from ..config import Config
 from ..loop.reactor import SELECTOR_CLASSES
+from .units import DURATION_FORMS, SIZE_FORMS, closest, parse_duration, parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # Python 3.10 has no TOML reader in its standard library
-    tomllib = None
+else:  # Python 3.10 has no TOML reader in its standard library: tomli is the same reader
+    try:
+        import tomli as tomllib  # type: ignore[import-not-found]
+    except ImportError:
+        tomllib = None
 
 ENVIRONMENT_PREFIX = "REACTOR_HTTP_"
 
@@ -45,39 +56,94 @@ class SettingsError(Exception):
 
 # -- checking and converting one value (each raises ValueError with a message) -------------
 
+def _whole_number(text, what="a whole number"):
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not {what}") from None
+
+
 def positive_int(text):
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise ValueError(f"must be at least 1, not {value}")
     return value
 
 
 def non_negative_int(text):
-    value = int(text)
+    value = _whole_number(text)
     if value < 0:
         raise ValueError(f"must be 0 or more, not {value}")
     return value
 
 
+PORTS = "a port number, 0-65535 (0 picks a free one)"
+
+
 def port_number(text):
-    value = int(text)
+    value = _whole_number(text, PORTS)
     if not 0 <= value <= 65535:
-        raise ValueError(f"must be 0-65535 (0: any free port), not {value}")
+        raise ValueError(f"{value} is not {PORTS}")
+    return value
+
+
+def byte_size(text):
+    """A size in bytes, 0 allowed: 65536, 64k, 64MiB."""
+    return parse_size(text)
+
+
+def positive_size(text):
+    value = parse_size(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1 byte ({SIZE_FORMS}), not {text!r}")
     return value
 
 
 def seconds(text):
-    value = float(text)
+    value = parse_duration(text)
     if not 0 < value < math.inf:
-        raise ValueError(f"must be a positive number of seconds, not {text}")
+        raise ValueError(f"must be more than 0 ({DURATION_FORMS}), not {text!r}")
     return value
 
 
 def non_negative_seconds(text):
-    value = float(text)
-    if not 0 <= value < math.inf:
-        raise ValueError(f"must be 0 or a positive number of seconds, not {text}")
+    return parse_duration(text)
+
+
+def bind_address(text):
+    """An address to listen on, without a port: "0.0.0.0:8000" is a common
+    slip (the port goes to --port), and a confusing error later."""
+    host = text.strip()
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]")
+    except ValueError:
+        pass
+    head, colon, tail = host.rpartition(":")
+    if colon and tail.isdigit() and ("." in head or head.startswith("[") or head in ("localhost", "")):
+        raise ValueError(f"{text!r} has a port in it: give the address alone and the port with --port "
+                         f"(--bind {head.strip('[]') or '0.0.0.0'} --port {tail})")
+    if not host or any(character.isspace() or character == "/" for character in host):
+        raise ValueError(f"{text!r} is not an address (an IP address or a host name)")
+    return host
+
+
+def unix_mode(text):
+    """A file mode in octal, e.g. 666 or 0660."""
+    try:
+        value = int(text.strip(), 8)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a file mode in octal, e.g. 666") from None
+    if not 0 <= value <= 0o777:
+        raise ValueError(f"{text!r} is not a file mode (000 to 777)")
     return value
+
+
+def color_choice(text):
+    choices = ("auto", "always", "never")
+    if text not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}, not {text!r}")
+    return text
 
 
 def site_path(text):
@@ -106,10 +172,14 @@ def selector_name(text):
 
 
 def worker_count(text):
-    """N, or "auto" for one worker per CPU."""
-    if text == "auto":
-        return os.cpu_count() or 1
+    """N, or "auto" (0 in the Config) for one worker per CPU."""
+    if text.strip() == "auto":
+        return 0
     return positive_int(text)
+
+
+def _show_workers(value):
+    return "auto" if value == 0 else value
 
 
 def log_format(text):
@@ -235,6 +305,7 @@ class Setting:
     switch_value: object = True
     const: str | None = None
     show: object = None  # value -> the text it was parsed from, for --print-config
+    aliases: tuple = ()  # other flags for it on the command line: ("-p",), ("-d", "--directory")
 
     @property
     def key(self):
@@ -267,23 +338,27 @@ def _show_categories(value):
 S = Setting
 SETTINGS = (
     # Where to listen.
-    S("--port", "port", port_number, "TCP port; 0 picks a free one (printed at start)", "listening",
-      metavar="PORT"),
-    S("--bind", "binds", str, "address to listen on, repeatable: 0.0.0.0 for all IPv4, :: for all IPv6 "
-      "and IPv4 (default: 127.0.0.1, unless only --unix or socket activation is given)", "listening",
-      kind="list", metavar="ADDRESS"),
+    S("--port", "port", port_number, "TCP port; 0 picks a free one (printed at start); also a bare "
+      "number: reactor-http 8000", "listening", metavar="PORT", aliases=("-p",)),
+    S("--bind", "binds", bind_address, "address to listen on, repeatable: 0.0.0.0 for all IPv4, :: for "
+      "all IPv6 and IPv4 (default: 127.0.0.1, only this machine, unless only --unix or socket "
+      "activation is given)", "listening", kind="list", metavar="ADDRESS", aliases=("-b",)),
     S("--unix", "unix", str, "also (or only) listen on a Unix domain socket at PATH", "listening",
       metavar="PATH"),
+    S("--unix-mode", "unix_mode", unix_mode, "the --unix socket file's mode, in octal: who may connect "
+      "(the default lets a proxy running as another user in)", "listening", metavar="MODE",
+      show=lambda value: f"{value:03o}"),
     S("--certfile", "certfile", existing_file, "serve HTTPS: the certificate chain (PEM); every "
       "listener then speaks TLS", "listening", metavar="FILE"),
     S("--keyfile", "keyfile", existing_file, "the private key (PEM), if not in --certfile",
       "listening", metavar="FILE"),
     S("--workers", "workers", worker_count, "worker processes sharing the listeners, each with its "
-      "own reactor; auto: one per CPU", "listening", metavar="N|auto"),
+      "own reactor; auto: one per CPU", "listening", metavar="N|auto", show=_show_workers),
     S("--no-reuseport", "reuse_port", None, "with --workers, share the listening sockets instead of "
       "one SO_REUSEPORT socket per worker", "listening", kind="switch", switch_value=False),
     # What is served.
-    S("--root", "root", str, "the directory to serve", "serving", metavar="DIR"),
+    S("--root", "root", str, "the directory to serve; also a bare folder name: reactor-http www",
+      "serving", metavar="DIR", aliases=("-d", "--directory")),
     S("--show-hidden", "show_hidden", None, "serve dotfiles and dot-directories such as .git and .env "
       "(default: answer 404 for them)", kind="switch"),
     S("--no-precompressed", "precompressed", None, "ignore precompressed siblings (style.css.br, "
@@ -300,6 +375,8 @@ SETTINGS = (
       "or from any with '*'", metavar="ORIGIN|*"),
     S("--autoindex", "autoindex", None, "list directories that have no index.html (default: 404)",
       kind="switch"),
+    S("--try-html", "try_html", None, "clean URLs: /about serves about.html when there is no /about "
+      "(nginx's try_files $uri $uri.html)", kind="switch"),
     S("--error-page", "error_pages", error_page, "serve PATH (under the root) as the body of STATUS "
       "errors, e.g. 404=/404.html; repeatable", kind="list", metavar="STATUS=PATH",
       show=_show_error_page),
@@ -315,16 +392,20 @@ SETTINGS = (
     S("--no-sendfile", "use_sendfile", None, "send files by reading chunks on the executor instead "
       "of os.sendfile (the portable path; TLS always uses it)", "files", kind="switch",
       switch_value=False),
-    S("--cache-bytes", "cache_bytes", non_negative_int, "memory for cached metadata and small files; "
-      "0 turns the cache off", "files", metavar="BYTES"),
+    S("--cache-bytes", "cache_bytes", byte_size, "memory for cached metadata and small files, e.g. 64M; "
+      "0 turns the cache off", "files", metavar="SIZE"),
     S("--cache-valid", "cache_valid", seconds, "how long a cached answer is used before the file is "
-      "checked again", "files", metavar="SECONDS"),
+      "checked again", "files", metavar="DURATION"),
     # Logs and watching.
     S("--quiet", "quiet", None, "no access log (errors still go to stderr)", "logs", kind="switch"),
     S("--access-log", "access_log", str, "write the access log to FILE (appending) instead of stdout; "
       "SIGHUP reopens it, for logrotate", "logs", metavar="FILE"),
     S("--log-format", "log_format", log_format, "access log lines: common, combined (adds Referer and "
       "User-Agent) or json", "logs", metavar="FORMAT"),
+    S("--log-time", "log_time", None, "end each common or combined access-log line with the seconds the "
+      "response took, as nginx's $request_time (json lines always have it)", "logs", kind="switch"),
+    S("--color", "color", color_choice, "colour access-log lines by status class: auto (when they go to "
+      "a terminal and NO_COLOR is not set), always or never", "logs", metavar="WHEN"),
     S("--trusted-proxy", "trusted_proxies", network, "a reverse proxy whose X-Forwarded-For or "
       "Forwarded field names the client for the access log, --allow/--deny and --rate-limit (an "
       "address, a CIDR block, or unix: for peers on the Unix socket); repeatable", "logs", kind="list",
@@ -360,31 +441,31 @@ SETTINGS = (
     S("--rate-burst", "rate_burst", non_negative_int, "requests beyond --rate-limit a client may make "
       "at once (nginx's burst)", "access", metavar="N"),
     # Limits and timeouts.
-    S("--max-request-line", "max_request_line", positive_int, "longest request line; longer gets 414",
-      "limits", metavar="BYTES"),
-    S("--max-header-bytes", "max_header_bytes", positive_int, "largest header section; larger gets 431",
-      "limits", metavar="BYTES"),
+    S("--max-request-line", "max_request_line", positive_size, "longest request line; longer gets 414",
+      "limits", metavar="SIZE"),
+    S("--max-header-bytes", "max_header_bytes", positive_size, "largest header section; larger gets 431",
+      "limits", metavar="SIZE"),
     S("--max-headers", "max_header_count", positive_int, "most header fields; more gets 431", "limits",
       metavar="N"),
-    S("--max-body", "max_body", positive_int, "largest request body (framed and discarded); larger "
-      "gets 413", "limits", metavar="BYTES"),
+    S("--max-body", "max_body", positive_size, "largest request body (framed and discarded), e.g. 1M; "
+      "larger gets 413", "limits", metavar="SIZE"),
     S("--max-connections", "max_connections", positive_int, "connections at once; beyond it new ones "
       "wait in the listen backlog", "limits", metavar="N"),
     S("--max-requests", "max_requests_per_connection", positive_int, "requests on one connection "
       "before it is closed", "limits", metavar="N"),
     S("--keepalive-timeout", "keepalive_timeout", seconds, "close a keep-alive connection idle this "
-      "long", "limits", metavar="SECONDS"),
+      "long", "limits", metavar="DURATION"),
     S("--header-timeout", "header_timeout", seconds, "answer 408 and close when a request head takes "
-      "longer than this from its first byte", "limits", metavar="SECONDS"),
+      "longer than this from its first byte", "limits", metavar="DURATION"),
     S("--handshake-timeout", "handshake_timeout", seconds, "close a TLS connection whose handshake "
-      "takes longer than this", "limits", metavar="SECONDS"),
+      "takes longer than this", "limits", metavar="DURATION"),
     S("--send-timeout", "send_timeout", seconds, "close a connection whose client reads nothing of a "
-      "response for this long", "limits", metavar="SECONDS"),
+      "response for this long", "limits", metavar="DURATION"),
     S("--shutdown-timeout", "shutdown_timeout", seconds, "on SIGTERM or SIGINT, let responses in "
-      "progress finish for at most this long, then close what is left", "limits", metavar="SECONDS"),
+      "progress finish for at most this long, then close what is left", "limits", metavar="DURATION"),
     # Teaching experiments.
     S("--disk-delay", "disk_delay", non_negative_seconds, "make every file job (stat, open, read) "
-      "sleep this long first: a slow disk, simulated", "teaching", metavar="SECONDS"),
+      "sleep this long first: a slow disk, simulated", "teaching", metavar="DURATION"),
     S("--file-work-on-loop", "file_work_on_loop", None, "run file jobs on the loop thread instead of "
       "the executor, blocking every connection while the disk works", "teaching", kind="switch"),
 )
@@ -443,12 +524,42 @@ def _help_text(setting):
     return f"{setting.help} (default: {shown})"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its mistakes said in one line (and at most one hint),
+    not a usage block: an unknown flag with the nearest real one, a bad
+    value with what is accepted. Exit status 2, as argparse's own."""
+
+    def error(self, message):
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            words = unknown.group(1).split()
+            flag = next((word for word in words if word.startswith("-")), words[0])
+            name = flag.split("=", 1)[0]
+            if name.startswith("-"):
+                message = f"unknown flag {name}" + _flag_suggestion(name)
+            else:
+                message = f"unexpected argument {flag!r}: give at most a port number and a folder"
+        else:
+            # "argument --port/-p: 'abc' is not a port number" -> "--port: ..."
+            message = re.sub(r"^argument ([^:/]+)(?:/[^:]*)?: ", r"\1: ", message)
+        self.exit(2, f"{self.prog}: error: {message}\n{self.prog}: --help lists every flag\n")
+
+
+def _flag_suggestion(flag):
+    names = [option for setting in SETTINGS for option in (setting.flag, *setting.aliases)
+             if option.startswith("--")] + ["--config", "--print-config", "--help", "--version"]
+    near = closest(flag.lstrip("-"), [name[2:] for name in names])
+    return f" (did you mean --{near}?)" if near else ""
+
+
 def build_parser(version):
     """The argparse parser. Every setting's default is left out of the
     namespace (SUPPRESS), so that what the command line gave can be told apart
     from what it did not."""
-    parser = argparse.ArgumentParser(
-        prog="reactor-http", argument_default=argparse.SUPPRESS,
+    parser = Parser(
+        prog="reactor-http", argument_default=argparse.SUPPRESS, allow_abbrev=False,
+        usage="%(prog)s [PORT] [FOLDER] [FLAGS]   (python -m reactor_http 8000, "
+              "reactor-http --port 8080 --root www)",
         description="A static file server: one reactor thread for every socket, a small thread "
                     "pool for the disk. Every flag can also be set in a --config file (the flag "
                     "without its dashes) or an environment variable (REACTOR_HTTP_ and the flag in "
@@ -461,24 +572,54 @@ def build_parser(version):
     parser.add_argument("--print-config", action="store_true",
                         help="print the settings in effect, as TOML, with where each came from; "
                              "then exit")
+    parser.add_argument("places", nargs="*", metavar="[PORT] [FOLDER]",
+                        help="as python -m http.server, http-server and serve take them: a port number "
+                             "(--port) and a folder to serve (--root), in either order")
     groups = {name: parser.add_argument_group(title) for name, title in GROUPS.items()}
     for setting in SETTINGS:
         group = groups[setting.group]
+        flags = (setting.flag, *setting.aliases)
         if setting.kind == "switch":
-            group.add_argument(setting.flag, dest=setting.field, action="store_const",
+            group.add_argument(*flags, dest=setting.field, action="store_const",
                                const=setting.switch_value, help=setting.help)
         elif setting.kind == "list":
-            group.add_argument(setting.flag, dest=setting.field, action="append",
+            group.add_argument(*flags, dest=setting.field, action="append",
                                type=_argparse_type(setting), metavar=setting.metavar,
                                help=_help_text(setting))
         elif setting.kind == "optional":
-            group.add_argument(setting.flag, dest=setting.field, nargs="?",
+            group.add_argument(*flags, dest=setting.field, nargs="?",
                                const=setting.convert(setting.const), type=_argparse_type(setting),
                                metavar=setting.metavar, help=_help_text(setting))
         else:
-            group.add_argument(setting.flag, dest=setting.field, type=_argparse_type(setting),
+            group.add_argument(*flags, dest=setting.field, type=_argparse_type(setting),
                                metavar=setting.metavar, help=_help_text(setting))
     return parser
+
+
+def _places(words, arguments):
+    """What bare words mean: a number is the port, anything else the folder,
+    as python -m http.server 8000 and http-server www take them. Returns
+    {field: value}; raises SettingsError where that is ambiguous."""
+    found = {}
+    for word in words:
+        field = "port" if word.isdigit() else "root"
+        if field == "port" and os.path.isdir(word):
+            raise SettingsError(f"{word!r} is both a port number and a folder here: say --port {word} "
+                                f"or --root {word}")
+        if field in found:
+            what = "port number" if field == "port" else "folder"
+            raise SettingsError(f"two {what}s given, {found[field]!r} and {word!r}: give one")
+        if hasattr(arguments, field):
+            flag = "--port" if field == "port" else "--root"
+            raise SettingsError(f"{word!r} and {flag} {getattr(arguments, field)!r} both say the "
+                                f"{'port' if field == 'port' else 'folder'}: give one")
+        found[field] = word
+    if "port" in found:
+        try:
+            found["port"] = port_number(found["port"])
+        except ValueError as error:
+            raise SettingsError(f"port {error}") from None
+    return found
 
 
 # -- the file and the environment ------------------------------------------------------------
@@ -528,7 +669,8 @@ def _from_toml(setting, value, where):
 def read_config_file(path):
     """{field: value} from a TOML file. Raises SettingsError."""
     if tomllib is None:
-        raise SettingsError(f"--config {path}: reading TOML needs Python 3.11 or later")
+        raise SettingsError(f"--config {path}: reading TOML needs Python 3.11, or on 3.10 the tomli "
+                            f"package (pip install 'reactor_http[toml]')")
     try:
         with open(path, "rb") as file:
             document = tomllib.load(file)
@@ -559,7 +701,7 @@ def read_environment(environ):
         key = name[len(ENVIRONMENT_PREFIX):].lower().replace("_", "-")
         setting = BY_KEY.get(key)
         if setting is None:
-            raise SettingsError(f"unknown environment variable {name}" + _suggestion(key))
+            raise SettingsError(f"unknown environment variable {name}" + _suggestion(key, environment=True))
         if setting.field in SHARED_FIELDS:
             shared.setdefault(setting.field, {})[key] = (_from_text(setting, text, name), name)
             continue
@@ -571,10 +713,13 @@ def read_environment(environ):
     return values
 
 
-def _suggestion(key):
-    import difflib
-    close = difflib.get_close_matches(key, BY_KEY, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _suggestion(key, environment=False):
+    """" (did you mean 'port'?)" for a key (or variable) that is a typing mistake away."""
+    near = closest(key, BY_KEY)
+    if near is None:
+        return ""
+    return f" (did you mean {ENVIRONMENT_PREFIX + near.upper().replace('-', '_')}?)" if environment \
+        else f" (did you mean {near!r}?)"
 
 
 # -- putting it together ---------------------------------------------------------------------
@@ -591,6 +736,7 @@ def load(argv=None, environ=None, version="?"):
     and the environment, and return LoadedSettings. Raises SettingsError."""
     environ = os.environ if environ is None else environ
     arguments = build_parser(version).parse_args(argv)
+    places = _places(getattr(arguments, "places", ()), arguments)
     values, sources = {}, {}
     config_path = getattr(arguments, "config", None) or environ.get(ENVIRONMENT_PREFIX + "CONFIG")
     if config_path:
@@ -603,6 +749,8 @@ def load(argv=None, environ=None, version="?"):
             value = getattr(arguments, setting.field)
             values[setting.field] = tuple(value) if setting.kind == "list" else value
             sources[setting.field] = "command line"
+    for field, value in places.items():
+        values[field], sources[field] = value, "command line"
     config = Config(**values)
     problem = _inconsistency(config)
     if problem:

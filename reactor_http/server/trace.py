@@ -29,6 +29,7 @@ from ..connection import connection as connection_module
 from ..connection import states as states_module
 from ..loop import executor as executor_module
 from ..loop import reactor as reactor_module
+from . import output
 
 _EVENT_NAMES = {
     reactor_module.EVENT_READ: "read",
@@ -52,11 +53,7 @@ class Tracer:
             fd = self.current_fd
         text = (f"{time.monotonic():.6f} {threading.current_thread().name:<11} "
                 f"fd={fd:<4} {what:<12} {detail}\n")
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
+        output.write(self.stream, text)
 
 
 def _fd_of(fileobj):

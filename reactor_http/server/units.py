@@ -21,7 +21,7 @@ _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
 SIZE_FORMS = "a number of bytes, or with k, M, G (or KiB, MiB, GiB): 64M"
 
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?", re.IGNORECASE)
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)\s*(ms|s|m|h)?", re.IGNORECASE)
 _DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 DURATION_FORMS = "seconds, or with ms, s, m or h: 500ms, 30s, 2m"
 
@@ -42,11 +42,14 @@ def parse_duration(text: str) -> float:
     """Seconds from ``30``, ``500ms``, ``30s``, ``2m``, ``1h``. Raises ValueError."""
     match = _DURATION.fullmatch(text.strip())
     if match is None:
+        if text.strip().lower() in ("inf", "infinity"):
+            raise ValueError(f"{text!r}: no wait can be endless here; give a number of seconds "
+                             f"(1e7 is 116 days)")
         raise ValueError(f"{text!r} is not a duration ({DURATION_FORMS})")
     unit = match.group(2).lower() if match.group(2) else None
     value = float(match.group(1)) * _DURATION_FACTORS[unit]
     if not math.isfinite(value):
-        raise ValueError(f"{text!r} is not a duration ({DURATION_FORMS})")
+        raise ValueError(f"{text!r} is too long a duration; give a number of seconds (1e7 is 116 days)")
     return value
 
 

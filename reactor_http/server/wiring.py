@@ -8,8 +8,8 @@
     server  (accepts connections with that context, limits them, stops them)
 
 The command line (cli.py) and each worker process (workers.py) call
-``build_server``; neither builds a part of its own. ``banner_lines`` is the one
-format of the start-up lines, for one process and for workers alike.
+``build_server``; neither builds a part of its own (and banner.py says what
+the server says at start, for one process and for workers alike).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def build_parts(config: Config, tls_context: Any = None, access_stream: TextIO |
     site = StaticSite(config, AnswerMemo(), reactor.clock, descriptors.cache_open_files, descriptors.sending_files)
     access_log = AccessLog(reactor, access_stream, enabled=not config.quiet,
                            path=config.access_log if access_stream is None else None,
-                           log_format=config.log_format, trusted_proxies=config.trusted_proxies)
+                           log_format=config.log_format, trusted_proxies=config.trusted_proxies,
+                           log_time=config.log_time, color=config.color)
     context = ConnectionContext(
         reactor=reactor, executor=executor, config=config, handler=site, access_log=access_log,
         log_error=log_error, renderer=HeadRenderer(response_fields(config)), head_memo=HeadMemo(),
@@ -87,20 +88,6 @@ def build_server(config: Config, tls_context: Any = None, access_stream: TextIO 
     parts.access = build_guard(config, handler, parts.reactor.clock, log_error)
     parts.context.handler = parts.access or handler
     return server
-
-
-def banner_lines(root: str, urls: list[str], details: str) -> list[str]:
-    """The start-up lines: one per listener, the same format for one process
-    and for workers (tests and scripts read the first: root, then URL)."""
-    return [f"Serving {root} at {url} ({details}). Press Ctrl+C to stop." for url in urls]
-
-
-def describe(config: Config, selector_name: str, workers: int = 1, sharing: str | None = None) -> str:
-    """The details in parentheses of a banner line."""
-    text = f"selector: {selector_name}, {config.blocking_threads} blocking threads"
-    if workers > 1:
-        text = f"{workers} workers, {sharing}; {text} each"
-    return text
 
 
 def selector_name(reactor: Reactor) -> str:

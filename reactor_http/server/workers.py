@@ -7,8 +7,9 @@ worker listens on TCP sockets of its own and the kernel spreads new
 connections among them evenly; elsewhere (and for Unix and socket-activated
 listeners) they all accept from the sockets they inherit from the parent.
 
-The parent serves nothing. It starts the workers, starts a new one when one
-dies, and passes SIGTERM and SIGINT on to every worker: the first makes each
+The parent serves nothing. It starts the workers, prints the banner once
+each is listening (so that a client started by the banner is not refused),
+starts a new one when one dies, and passes SIGTERM and SIGINT on to every worker: the first makes each
 worker stop gracefully (finishing its responses), a second makes them stop at
 once. The parent exits 0 once they all have.
 """
@@ -18,9 +19,10 @@ import signal
 import sys
 import time
 
+from . import output
+from .banner import banner
 from .listeners import for_worker, is_listening, listener_url
 from .logs import log_error
-from .wiring import banner_lines, describe
 
 # A worker that dies this soon after starting is failing, not crashing now
 # and then: after this many such deaths in a row the parent gives up.
@@ -28,16 +30,16 @@ EARLY_DEATH_SECONDS = 1.0
 EARLY_DEATHS_ALLOWED = 5
 
 
-def supervise(config, listeners, tls_context, serve, selector_name):
-    """Run ``config.workers`` workers, each calling ``serve(config,
-    its_listeners, tls_context)`` in its own process, until a signal stops
-    them. Returns the exit status."""
-    count = config.workers
+def supervise(config, count, listeners, tls_context, serve, selector_name):
+    """Run ``count`` workers, each calling ``serve(config, its_listeners,
+    tls_context)`` in its own process, until a signal stops them. Returns the
+    exit status."""
     shared = all(is_listening(listener) for listener in listeners)
     urls = [listener_url(listener, tls=tls_context is not None) for listener in listeners]
-    details = describe(config, selector_name, count, "shared sockets" if shared else "SO_REUSEPORT")
-    for line in banner_lines(os.path.realpath(config.root), urls, details):
-        print(line, flush=True)
+    lines = banner(config, os.path.realpath(config.root), urls, selector_name, count,
+                   "shared sockets" if shared else "SO_REUSEPORT")
+    # Each first worker writes one byte here once its sockets listen.
+    ready_reader, ready_writer = os.pipe()
 
     def start_worker():
         pid = os.fork()
@@ -53,10 +55,15 @@ def supervise(config, listeners, tls_context, serve, selector_name):
             if hasattr(signal, "SIGHUP"):
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            if ready_writer is not None:  # one of the first: the parent waits for it
+                os.close(ready_reader)
             own = [for_worker(listener) for listener in listeners]
             for listener in listeners:
                 if listener not in own:
                     listener.close()  # the parent's reservation: the worker has its own socket
+            if ready_writer is not None:
+                os.write(ready_writer, b".")
+                os.close(ready_writer)
             status = serve(config, own, tls_context)
         except BaseException as error:  # noqa: B036 - a worker reports, then exits
             log_error("worker failed", error)
@@ -89,13 +96,22 @@ def supervise(config, listeners, tls_context, serve, selector_name):
             except ProcessLookupError:
                 pass
 
+    def on_hangup(signum, frame):
+        # The terminal it was started from has closed: every worker stops,
+        # and none is started again (see cli.py's signals).
+        on_signal(signal.SIGTERM, frame)
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, pass_on)
+        signal.signal(signal.SIGHUP, on_hangup if output.started_in_terminal() else pass_on)
         signal.signal(signal.SIGUSR1, pass_on)
     for _ in range(count):
         workers[start_worker()] = time.monotonic()
+    os.close(ready_writer)
+    ready_writer = None  # workers started later have nobody waiting for them
+    _wait_until_listening(ready_reader, count)
+    output.write(sys.stdout, "".join(line + "\n" for line in lines))  # in one write, as serve() does
 
     early_deaths = 0
     while workers:
@@ -118,5 +134,20 @@ def supervise(config, listeners, tls_context, serve, selector_name):
         workers[start_worker()] = time.monotonic()
     for listener in listeners:
         listener.close()
-    print("Stopped.", flush=True)
+    output.write(sys.stdout, "Stopped.\n")
     return 1 if "failed" in stopping else 0
+
+
+def _wait_until_listening(ready_reader, count):
+    """Read a byte from each of ``count`` workers. A worker that dies first
+    closes its end without writing: once every end is closed the read finds
+    the end of the pipe, and the parent goes on (to notice the death)."""
+    received = 0
+    try:
+        while received < count:
+            chunk = os.read(ready_reader, count - received)
+            if not chunk:
+                break
+            received += len(chunk)
+    finally:
+        os.close(ready_reader)

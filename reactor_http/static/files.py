@@ -130,8 +130,13 @@ def resolve(root, segments, wants_directory, show_hidden=False, precompressed=Tr
             return MissingSlash()
         index = _real_path(root, os.path.join(real_path, "index.html"), show_hidden)
         if isinstance(index, Refused):
-            if index.status == 404 and autoindex:
-                return Listing(scan_directory(real_path, show_hidden))
+            if index.status == 404:
+                if autoindex:
+                    return Listing(scan_directory(real_path, show_hidden))
+                # Said, so that a person who opened a folder of files sees
+                # why and how to list it (see the README's "A folder of files").
+                return Refused(404, "this folder has no index.html, and listings are off "
+                                    "(the server lists folders when started with --autoindex)")
             return index
         real_path, info = index
         name = "index.html"

@@ -64,6 +64,13 @@ class StaticSite:
         # --error-page 404=/404.html and --fallback /index.html, parsed once.
         self._error_pages = {status: parse_target(path, show_hidden=True)
                              for status, path in config.error_pages}
+        # Policy: a 404.html at the top of the root is the 404 page, unless
+        # --error-page says otherwise (as Caddy, serve and http-server do, and
+        # as static hosts such as GitHub Pages and Netlify do). Looked for
+        # once, at start.
+        if 404 not in self._error_pages and os.path.isfile(os.path.join(self.root, "404.html")):
+            self._error_pages[404] = parse_target("/404.html", show_hidden=True)
+        self._try_html = config.try_html
         self._fallback = parse_target(config.fallback, show_hidden=True) if config.fallback else None
         self._cors = config.cors
 
@@ -107,14 +114,14 @@ class StaticSite:
     # -- from a path to what is there ----------------------------------------------
 
     def _serve_path(self, request: Request, path: RequestPath, exchange: Exchange, status: int = 200,
-                    fallback: bool = False, remember: bool = False) -> Response | None:
+                    fallback: bool = False, remember: bool = False, tried_html: bool = False) -> Response | None:
         """Serve what ``path`` names with ``status`` (200, or the status of an
         error page being served). With ``remember``, remember the answer for
         this request, if it allows that."""
         key = path.key()
         result = self.cache.lookup(key)
         if result is not None:
-            response = self._serve_result(request, path, result, exchange, status, fallback)
+            response = self._serve_result(request, path, result, exchange, status, fallback, tried_html)
             if remember and response is not None and self._rememberable(result, response):
                 self.answers.remember(request, response, self.cache.lookup, key, result)
             return response
@@ -122,7 +129,7 @@ class StaticSite:
         def on_resolved(result: Any) -> Response | None:
             kept = not (isinstance(result, files.Refused) and result.status == 503) and self.cache.store(key, result)
             try:
-                return self._serve_result(request, path, result, exchange, status, fallback)
+                return self._serve_result(request, path, result, exchange, status, fallback, tried_html)
             finally:
                 if not kept and isinstance(result, files.Resource):
                     result.close()  # not cached: nobody else will close its descriptors
@@ -141,11 +148,11 @@ class StaticSite:
         if isinstance(result, files.Resource):
             return True
         if isinstance(result, files.Refused):
-            return self._fallback is None and result.status not in self._error_pages
+            return self._fallback is None and result.status not in self._error_pages and not self._try_html
         return isinstance(result, files.MissingSlash)
 
     def _serve_result(self, request: Request, path: RequestPath, result: Any, exchange: Exchange,
-                      status: int, fallback: bool) -> Response | None:
+                      status: int, fallback: bool, tried_html: bool = False) -> Response | None:
         if isinstance(result, files.Resource):
             return self.representations.serve(request, path, result, exchange, status)
         if status != 200:
@@ -156,6 +163,11 @@ class StaticSite:
             body = render_listing(path.url_path(), result.entries)
             return Response(200, "Content-Type: text/html; charset=utf-8\r\n"
                                  "X-Content-Type-Options: nosniff\r\n" + self._cache_control, body)
+        if (result.status == 404 and self._try_html and not tried_html and not path.directory
+                and path.segments and not path.segments[-1].endswith(".html")):
+            # Clean URLs, nginx's try_files $uri $uri.html: /about is about.html.
+            html = RequestPath([*path.segments[:-1], path.segments[-1] + ".html"], False, path.query)
+            return self._serve_path(request, html, exchange, status, fallback, tried_html=True)
         if result.status == 404 and self._fallback is not None and not fallback:
             # try_files $uri /index.html: a single-page app routes in the browser.
             return self._serve_path(request, self._fallback, exchange, fallback=True)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 
 import pytest
+from support.cli import run_cli
 from support.clients import RawClient, curl, get
 from support.environment import DEMO_ROOT, REPO, demo_bytes, require_program, wait_until
 
@@ -50,14 +51,6 @@ def hash_password_line(user, password, env=None):
     assert completed.returncode == 0, completed.stderr
     assert completed.stderr == ""
     return completed.stdout
-
-
-def run_cli(*args, env=None):
-    """The command line, to its end: (exit status, stdout, stderr)."""
-    completed = subprocess.run([sys.executable, "-m", "reactor_http", *args], cwd=REPO,
-                               env={**os.environ, "PYTHONPATH": REPO, **(env or {})}, capture_output=True,
-                               text=True, timeout=60, stdin=subprocess.DEVNULL)
-    return completed.returncode, completed.stdout, completed.stderr
 
 
 def status_with(server, *credentials):

@@ -32,7 +32,7 @@ def test_a_header_that_would_break_responses_is_refused(value):
                                cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
                                text=True, timeout=30)
     assert completed.returncode == 2
-    assert completed.stderr.splitlines()[-1].startswith("reactor-http: error: argument --header:")
+    assert completed.stderr.splitlines()[0].startswith("reactor-http: error: --header:")
 
 
 def test_no_cors_fields_without_cors(start_server):

@@ -953,8 +953,11 @@ def test_autoindex_shows_hidden_entries_with_show_hidden(own_server, autoindex_r
 
 
 def test_no_listing_without_autoindex(site_server):
-    """Without --autoindex a directory without index.html is 404."""
-    assert_error(exchange(site_server, "/plain_dir/"), 404)
+    """Without --autoindex a directory without index.html is 404, and the
+    page says why."""
+    status, headers, body = exchange(site_server, "/plain_dir/")
+    assert status == 404 and headers["content-type"] == TEXT_PLAIN
+    assert body.startswith(b"404 Not Found: this folder has no index.html"), body
 
 
 ERROR_PAGE_FILES = {

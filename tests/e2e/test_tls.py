@@ -11,11 +11,11 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 
 import pytest
+from support import cli as support_cli
 from support.clients import RawClient, get
-from support.environment import REPO, require_program, wait_until
+from support.environment import require_program, wait_until
 
 trustme = pytest.importorskip("trustme")
 
@@ -218,14 +218,19 @@ def test_separate_key_file(start_server, certificates, site):
 
 
 def run_cli(*args):
-    completed = subprocess.run([sys.executable, "-m", "reactor_http", "--port", "0", *args], cwd=REPO,
-                               env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
-                               timeout=30, stdin=subprocess.DEVNULL)
-    return completed.returncode, completed.stdout, completed.stderr
+    return support_cli.run_cli("--port", "0", *args)
 
 
-@pytest.mark.parametrize("problem", ["missing", "not-a-certificate", "key-without-cert", "wrong-key"])
-def test_unusable_certificates_are_a_one_line_error(tmp_path, certificates, problem):
+@pytest.mark.parametrize("problem, words", [
+    ("missing", ["none.pem"]),
+    ("not-a-certificate", ["holds no certificate"]),
+    ("key-without-cert", ["--keyfile needs --certfile"]),
+    ("cert-without-key", ["holds a certificate but no private key", "--keyfile"]),
+    ("wrong-key", ["the private key does not belong to the certificate"]),
+])
+def test_unusable_certificates_are_a_one_line_error(tmp_path, certificates, problem, words):
+    """Each way a certificate cannot be used is one line in words (never
+    OpenSSL's "[SSL] PEM lib (_ssl.c:3926)"), exit status 2."""
     if problem == "missing":
         args = ("--certfile", str(tmp_path / "none.pem"))
     elif problem == "not-a-certificate":
@@ -233,6 +238,8 @@ def test_unusable_certificates_are_a_one_line_error(tmp_path, certificates, prob
         args = ("--certfile", str(tmp_path / "junk.pem"))
     elif problem == "key-without-cert":
         args = ("--keyfile", certificates["key"])
+    elif problem == "cert-without-key":
+        args = ("--certfile", certificates["chain"])
     else:
         other = trustme.CA().issue_cert("127.0.0.1")
         other.private_key_pem.write_to_path(str(tmp_path / "other-key.pem"))
@@ -241,7 +248,12 @@ def test_unusable_certificates_are_a_one_line_error(tmp_path, certificates, prob
     assert status == 2, stderr
     assert stdout == ""
     assert "Traceback" not in stderr
-    assert stderr.splitlines()[-1].startswith("reactor-http: error:"), stderr
+    lines = stderr.splitlines()  # the line, and for a flag's mistake the one hint line
+    assert lines[0].startswith("reactor-http: error:"), stderr
+    assert lines[1:] in ([], ["reactor-http: --help lists every flag"]), stderr
+    assert "PEM lib" not in stderr
+    for word in words:
+        assert word in lines[0], lines[0]
 
 
 # -- the handshake waiting to write -----------------------------------------------------------

@@ -1,9 +1,10 @@
 """Every command in docs/walkthrough.md runs, as written, and prints what the page shows.
 
 Each ```sh block is run with bash from the repository's root. It must exit 0,
-and the lines of the ```text block that follows it (if any) must appear in its
-output in the same order, numbers aside: timestamps, descriptors and durations
-differ from run to run, the words and their order do not.
+and what it prints must be the ```text block that follows it (if any), line for
+line and in order, numbers aside: timestamps, descriptors, ports and durations
+differ from run to run, the words, the lines and their order do not. "..." in
+a sample stands for text that depends on the machine (the clone's path).
 """
 
 import os
@@ -28,11 +29,14 @@ def blocks():
 
 
 def line_pattern(sample_line):
-    """A sample line as a regular expression: digits match any digits, runs of
-    spaces any run of spaces, everything else itself."""
+    """A sample line as a regular expression for a whole line: digits match
+    any digits, runs of spaces any run of spaces, "..." any text, everything
+    else itself."""
     parts = []
-    for token in re.findall(r"\d+|\s+|[^\d\s]+", sample_line.strip()):
-        if token.isdigit():
+    for token in re.findall(r"\.\.\.|\d+|\s+|(?:[^\d\s.]|\.(?!\.\.))+", sample_line.strip()):
+        if token == "...":
+            parts.append(r".*?")
+        elif token.isdigit():
             parts.append(r"\d+")
         elif token.isspace():
             parts.append(r"\s+")
@@ -58,12 +62,11 @@ def test_walkthrough_command(number):
         except ProcessLookupError:
             pass
     assert process.returncode == 0, f"exit status {process.returncode}:\n{output}"
-    lines = output.splitlines()
-    position = 0  # the sample's lines must appear in this order (others may come between)
-    for sample_line in (sample or "").splitlines():
-        if not sample_line.strip():
-            continue
-        pattern = line_pattern(sample_line)
-        found = next((index for index in range(position, len(lines)) if pattern.search(lines[index])), None)
-        assert found is not None, f"not printed, or not in this order: {sample_line!r}\n{output}"
-        position = found + 1
+    printed = [line.strip() for line in output.splitlines() if line.strip()]
+    shown = [line for line in (sample or "").splitlines() if line.strip()]
+    if not sample:
+        return  # a command whose output the page does not show
+    assert len(printed) == len(shown), f"the page shows {len(shown)} lines, a run prints {len(printed)}:\n{output}"
+    for number, (line, sample_line) in enumerate(zip(printed, shown, strict=True), start=1):
+        assert line_pattern(sample_line).fullmatch(line), \
+            f"line {number} differs from the page's {sample_line!r}:\n{output}"

@@ -100,8 +100,25 @@ def stop(process, timeout=30):
 
 
 def test_the_page_has_its_files():
-    assert set(page_files()) == {"reactor-http.socket", "reactor-http.service", "logrotate.conf",
+    assert set(page_files()) == {"install.sh", "reactor-http.socket", "reactor-http.service", "logrotate.conf",
                                  "behind-a-proxy.sh", "nginx-site.conf", "with-tls.sh", "site.toml"}
+
+
+def test_the_install_commands_make_the_command_the_unit_runs(tmp_path):
+    """install.sh, run from a clone with its paths moved under tmp_path: a
+    virtual environment of its own (no global pip install, which PEP 668
+    systems refuse) and the command linked where the unit runs it."""
+    script = page_files()["install.sh"]
+    venv, link = tmp_path / "opt" / "reactor-http", tmp_path / "bin" / "reactor-http"
+    (tmp_path / "bin").mkdir()
+    assert "/opt/reactor-http" in script and INSTALLED_SCRIPT in script
+    script = script.replace(INSTALLED_SCRIPT, str(link)).replace("/opt/reactor-http", str(venv))
+    completed = subprocess.run(["bash", "-euc", script], cwd=REPO, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    version = subprocess.run([str(link), "--version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.startswith("reactor_http "), version
+    assert os.path.realpath(link).startswith(str(venv))
 
 
 # -- systemd -------------------------------------------------------------------------------
@@ -183,13 +200,15 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def test_nginx_in_front_with_the_page_configuration(tmp_path, site, start_server):
+def test_nginx_in_front_with_the_page_configuration(tmp_path, site, start_server, world_readable_tmp):
     """nginx with the page's site configuration, reactor_http with the page's
     command line: pages and ranges pass through, and the access log names the
-    client nginx reports (127.0.0.1), not the Unix socket's "unix:"."""
+    client nginx reports (127.0.0.1), not the Unix socket's "unix:". nginx's
+    workers run as another user (nobody, as Debian's run as www-data), so the
+    socket file's default mode must let them in."""
     nginx = require_program("nginx")
     files = page_files()
-    path = short_socket_path(tmp_path)
+    path = os.path.join(world_readable_tmp, "http.sock")
     access_log = str(tmp_path / "access.log")
     arguments = replaced(command_line(files["behind-a-proxy.sh"]), root=site, unix=path,
                          access_log=access_log)
@@ -202,8 +221,9 @@ def test_nginx_in_front_with_the_page_configuration(tmp_path, site, start_server
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     temporary = {name: prefix / name for name in ("client", "proxy", "fastcgi", "uwsgi", "scgi")}
+    user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""  # not the socket file's owner
     (prefix / "nginx.conf").write_text(
-        "daemon off;\nworker_processes 1;\nuser root;\n"  # the test's root owns the socket file
+        "daemon off;\nworker_processes 1;\n" + user +
         f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\n"
         "http {\n    access_log off;\n"
         + "".join(f"    {name}_temp_path {directory};\n" if name != "client" else
@@ -281,8 +301,6 @@ def test_the_toml_file_is_what_print_config_reports(tmp_path):
     printed = completed.stdout
     for line in text.splitlines():
         key, _, value = line.partition(" = ")
-        if key == "workers":
-            value = str(os.cpu_count() or 1)  # "auto", resolved
-        elif key in ("keepalive-timeout", "shutdown-timeout"):
+        if key in ("keepalive-timeout", "shutdown-timeout"):
             value = repr(float(value))
         assert f"{key} = {value}  # {path}" in printed, (line, printed)

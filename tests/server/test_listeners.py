@@ -7,12 +7,11 @@ socket activation a socket this test opened and handed over as descriptor 3.
 
 import os
 import socket
-import subprocess
-import sys
 
 import pytest
+from support.cli import run_cli
 from support.clients import RawClient, get
-from support.environment import DEMO_ROOT, REPO, demo_bytes, ipv6_loopback_available
+from support.environment import DEMO_ROOT, demo_bytes, ipv6_loopback_available
 
 EXIT_USAGE = 2
 
@@ -38,13 +37,6 @@ def unix(path):
     sock.settimeout(10)
     sock.connect(path)
     return sock
-
-
-def run_cli(*args, timeout=30):
-    completed = subprocess.run([sys.executable, "-m", "reactor_http", *args], cwd=REPO,
-                               env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
-                               timeout=timeout, stdin=subprocess.DEVNULL)
-    return completed.returncode, completed.stdout, completed.stderr
 
 
 # -- several TCP addresses ------------------------------------------------------------------
@@ -77,8 +69,10 @@ def test_an_address_in_use_names_itself(start_server):
     status, stdout, stderr = run_cli("--root", DEMO_ROOT, "--bind", "127.0.0.2", "--bind", "127.0.0.1",
                                      "--port", str(first.port))
     assert status == EXIT_USAGE
+    # One line, naming the address, and who holds it (found in /proc).
     assert stderr.strip() == (f"reactor-http: error: cannot listen on 127.0.0.1 port {first.port}: "
-                              "Address already in use")
+                              f"Address already in use (by process {first.pid} "
+                              f"({' '.join(first.process.args)[:80]}): stop it, or choose another --port)")
 
 
 # -- a Unix domain socket -------------------------------------------------------------------

@@ -89,12 +89,13 @@ def parsed(head):
     return parser.next_request()
 
 
-def one_line(log_format, request, client="192.0.2.7", status=200, size=1234, request_line=None, **options):
+def one_line(log_format, request, client="192.0.2.7", status=200, size=1234, request_line=None, seconds=0.0,
+             **options):
     clock = FakeClock()
     stream = io.StringIO()
     access_log = logs.AccessLog(Reactor(clock=clock), stream, log_format=log_format, **options)
     access_log.log(client, request, request_line if request_line is not None else request.request_line,
-                   status, size)
+                   status, size, seconds)
     access_log.flush()
     return stream.getvalue()
 
@@ -122,7 +123,7 @@ def test_json_format():
     assert record.pop("time").endswith("+00:00")
     assert record == {"client": "192.0.2.7", "request": "GET /a?b=1 HTTP/1.1", "method": "GET",
                       "target": "/a?b=1", "protocol": "HTTP/1.1", "status": 200, "bytes": 1234,
-                      "referer": "https://example.com/page", "user_agent": "Mozilla/5.0 (X11)"}
+                      "seconds": 0.0, "referer": "https://example.com/page", "user_agent": "Mozilla/5.0 (X11)"}
 
 
 # What the parser lets through in field values: quotes, backslashes and
@@ -222,3 +223,40 @@ def test_without_trusted_proxies_forwarded_fields_are_ignored(start_server):
     line = server.wait_for_log(lambda text: '"GET / HTTP/1.1"' in text)
     assert line.startswith("127.0.0.1 - - [")
     assert line.rstrip("\n").endswith('"-" "probe/1.0"')
+
+
+def test_log_time_ends_common_and_combined_lines_and_json_always_has_it():
+    """The seconds a response took: nginx's $request_time, at the end of a
+    common or combined line with --log-time, and in every json line."""
+    for log_format in ("common", "combined"):
+        plain = one_line(log_format, parsed(BROWSER_REQUEST), seconds=0.0125)
+        assert plain.endswith('"\n' if log_format == "combined" else "1234\n"), plain
+        line = one_line(log_format, parsed(BROWSER_REQUEST), seconds=0.0125, log_time=True)
+        assert line.endswith(" 0.013\n") or line.endswith(" 0.012\n"), line
+    record = json.loads(one_line("json", parsed(BROWSER_REQUEST), seconds=1.5))
+    assert record["seconds"] == 1.5
+
+
+@pytest.mark.parametrize("choice, tty, no_color, coloured", [
+    ("auto", True, False, True), ("auto", False, False, False), ("auto", True, True, False),
+    ("always", False, False, True), ("never", True, False, False),
+])
+def test_colour_by_status_only_on_a_terminal_unless_asked(choice, tty, no_color, coloured):
+    """--color auto colours lines on a terminal, unless NO_COLOR is set
+    (no-color.org); always and never mean what they say."""
+    stream = io.StringIO()
+    stream.isatty = lambda: tty
+    environ = {"NO_COLOR": "1"} if no_color else {}
+    assert logs.wants_colour(choice, stream, environ) is coloured
+
+
+def test_coloured_lines_by_status_class():
+    clock = FakeClock()
+    stream = io.StringIO()
+    access_log = logs.AccessLog(Reactor(clock=clock), stream, color="always")
+    for status in (200, 304, 404, 500):
+        access_log.log("192.0.2.7", None, "GET / HTTP/1.1", status, 0)
+    access_log.flush()
+    lines = stream.getvalue().splitlines()
+    assert [line[:5] for line in lines] == ["\x1b[32m", "\x1b[36m", "\x1b[33m", "\x1b[31m"]
+    assert all(line.endswith("\x1b[0m") for line in lines)

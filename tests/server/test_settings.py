@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from support.cli import run_cli
 from support.clients import RawClient, get
 from support.environment import DEMO_ROOT, REPO
 
@@ -101,7 +102,9 @@ def test_numbers_strings_and_optional_values(tmp_path):
     assert config.trace == frozenset(("reactor", "timer", "conn", "executor"))
     assert load(["--trace=conn"]).config.trace == frozenset(("conn",))
     assert load([], {"REACTOR_HTTP_TRACE": "executor,timer"}).config.trace == frozenset(("executor", "timer"))
-    assert load(["--workers", "auto"]).config.workers == (os.cpu_count() or 1)
+    # auto stays auto (0) in the settings, so --print-config says "auto";
+    # the command line turns it into one worker per CPU when it starts them.
+    assert load(["--workers", "auto"]).config.workers == 0
 
 
 # -- errors: one clear message naming the key ----------------------------------------------------
@@ -115,7 +118,9 @@ def test_numbers_strings_and_optional_values(tmp_path):
     ("gzip = 1\n", ["gzip:", "true or false"]),
     ("header = ['Content-Length: 5']\n", ["header:", "sets Content-Length itself"]),
     ("header = [3, {a = 1}]\n", ["header:", "list of strings"]),
-    ("keepalive-timeout = 'inf'\n", ["keepalive-timeout:", "positive number of seconds"]),
+    ("keepalive-timeout = 'inf'\n", ["keepalive-timeout:", "'inf'", "number of seconds"]),
+    ("keepalive-timeout = '2 weeks'\n", ["keepalive-timeout:", "500ms, 30s, 2m"]),
+    ("cache-bytes = '64 megs'\n", ["cache-bytes:", "64M"]),
     ("status-allow = ['not a network']\n", ["status-allow:", "not an IP address or CIDR block"]),
     ("port = \n", ["not valid TOML"]),
 ])
@@ -130,8 +135,10 @@ def test_file_errors_name_the_key(tmp_path, text, words):
 
 
 @pytest.mark.parametrize("environ, words", [
-    ({"REACTOR_HTTP_PORTT": "1"}, ["unknown environment variable REACTOR_HTTP_PORTT", "'port'"]),
-    ({"REACTOR_HTTP_PORT": "http"}, ["REACTOR_HTTP_PORT:", "invalid literal"]),
+    ({"REACTOR_HTTP_PORTT": "1"}, ["unknown environment variable REACTOR_HTTP_PORTT",
+                                   "did you mean REACTOR_HTTP_PORT?"]),
+    ({"REACTOR_HTTP_PROT": "1"}, ["did you mean REACTOR_HTTP_PORT?"]),
+    ({"REACTOR_HTTP_PORT": "http"}, ["REACTOR_HTTP_PORT:", "'http' is not a port number"]),
     ({"REACTOR_HTTP_GZIP": "maybe"}, ["REACTOR_HTTP_GZIP:", "true or false"]),
     ({"REACTOR_HTTP_HEADER": "'X-A: 1' 'bad header'"}, ["REACTOR_HTTP_HEADER:", "'bad header'"]),
     ({"REACTOR_HTTP_CORS": "ftp://x"}, ["REACTOR_HTTP_CORS:", "origin"]),
@@ -189,14 +196,6 @@ def test_print_config_is_a_config_file_that_gives_the_same_settings(tmp_path):
     assert "keepalive-timeout = 15.0  # default" in text
     path = write_toml(tmp_path, text)
     assert load(["--config", path]).config == loaded.config
-
-
-def run_cli(*args, env=None, timeout=30):
-    environment = dict(os.environ, PYTHONPATH=REPO)
-    environment.update(env or {})
-    completed = subprocess.run([sys.executable, "-m", "reactor_http", *args], cwd=REPO, env=environment,
-                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return completed.returncode, completed.stdout, completed.stderr
 
 
 def test_print_config_on_the_command_line_exits_0_and_serves_nothing(tmp_path):

@@ -260,9 +260,11 @@ class FakeAccessLog:
 
     def __init__(self):
         self.lines = []
+        self.seconds = []  # the time each took, in the same order
 
-    def log(self, client, request, request_line, status, body_bytes):
+    def log(self, client, request, request_line, status, body_bytes, seconds=0.0):
         self.lines.append((client, request_line, status, body_bytes))
+        self.seconds.append(seconds)
 
 
 class FakeErrorLog:
