@@ -17,6 +17,17 @@ spread, the JSON keeps every run. Access logs are off for every server.
          process (one request answered on each, then left open): the server's
          RSS per connection, threads and descriptors (psutil)
     S6   1 KiB file, 16 pipelined requests per write (a wrk Lua script)  responses/s
+    TLS-S1, TLS-S2, TLS-S3, TLS-S4   S1, S2, S3 and S4 over TLS (https://), against
+         a second process of the same server started with a certificate (below)
+
+TLS: a self-signed ECDSA P-256 certificate for 127.0.0.1 made with the openssl
+command for the run, the same file for every server; TLS 1.2 and 1.3 allowed,
+each server's OpenSSL defaults otherwise (TLS 1.3 negotiated, with the cipher
+the report names; session tickets on). The report says, per server, whether
+it resumes a session a client offers back; wrk 4.1 makes a new SSL object for
+each connection and offers none, so every TLS-S2 connection is a full
+handshake for every server. reactor_http and nginx speak TLS here; the other
+peers' cells say "no TLS".
 
 For every measured run, the server's CPU time (user + system of the process and
 all its descendants, so nginx's worker counts) is read before and after, and
@@ -170,9 +181,14 @@ class Scenario:
     metric: str = "requests_per_second"  # or "megabytes_per_second", or "idle" for S5
     expected_status: int = 200
     ceiling: bool = True  # whether the ceiling loop's answer means anything here
+    tls: bool = False     # over https://, against the server's TLS process
+
+    def over_tls(self):
+        return dataclasses.replace(self, name="TLS-" + self.name, title=self.title + ", TLS", tls=True,
+                                   ceiling=False)
 
 
-SCENARIOS = {scenario.name: scenario for scenario in (
+_PLAIN_SCENARIOS = (
     Scenario("S1", "1 KiB, keep-alive"),
     Scenario("S1b", "1 KiB, keep-alive, browser headers", headers=BROWSER_HEADERS),
     Scenario("S2", "1 KiB, new connection each", headers=("Connection: close",)),
@@ -181,6 +197,10 @@ SCENARIOS = {scenario.name: scenario for scenario in (
     Scenario("S4", "404, keep-alive", path=MISSING_PATH, expected_status=404, ceiling=False),
     Scenario("S5", "idle keep-alive connections", metric="idle"),
     Scenario("S6", f"1 KiB, {PIPELINE_DEPTH} pipelined per write", pipeline_depth=PIPELINE_DEPTH),
+)
+SCENARIOS = {scenario.name: scenario for scenario in (
+    *_PLAIN_SCENARIOS,
+    *(scenario.over_tls() for scenario in _PLAIN_SCENARIOS if scenario.name in ("S1", "S2", "S3", "S4")),
 )}
 
 METRIC_UNITS = {"requests_per_second": "req/s", "megabytes_per_second": "MB/s"}
@@ -198,6 +218,8 @@ class ServerSpec:
     access_log: bool = False        # the access log on (into a file), not --quiet
     on_worker_cpus: bool = False    # --workers N on --worker-cpus, N = how many CPUs that is
     checkout: str = None            # another checkout's reactor_http (--reactor-http-checkout)
+    launcher_args: tuple = ()       # more flags for the launcher
+    speaks_tls: bool = False        # its launcher takes --certfile and --keyfile
 
     @property
     def is_reactor_http(self):
@@ -205,12 +227,14 @@ class ServerSpec:
 
 
 SERVERS = {spec.name: spec for spec in (
-    ServerSpec("reactor_http", "reactor_http"),
-    ServerSpec("reactor_http_log", "reactor_http, access log on (to a file)", access_log=True),
+    ServerSpec("reactor_http", "reactor_http", speaks_tls=True),
+    ServerSpec("reactor_http_log", "reactor_http, access log on (to a file)", access_log=True, speaks_tls=True),
     ServerSpec("reactor_http_workers", "reactor_http, one worker per CPU of --worker-cpus",
-               on_worker_cpus=True),
+               on_worker_cpus=True, speaks_tls=True),
     ServerSpec("ceiling", "ceiling: bare epoll loop, fixed answer", "ceiling.py"),
-    ServerSpec("nginx", "nginx, 1 worker, sendfile", "nginx.py", program="nginx"),
+    ServerSpec("nginx", "nginx, 1 worker, sendfile", "nginx.py", program="nginx", speaks_tls=True),
+    ServerSpec("nginx_tuned", "nginx, 1 worker, sendfile, open_file_cache", "nginx.py", program="nginx",
+               launcher_args=("--open-file-cache",), speaks_tls=True),
     ServerSpec("waitress", "waitress + whitenoise", "waitress_whitenoise.py",
                ("waitress", "whitenoise"), ("waitress", "whitenoise")),
     ServerSpec("http_server_11", "http.server, HTTP/1.1 + TCP_NODELAY", "http_server_11.py"),
@@ -373,13 +397,16 @@ def server_cpus_for(spec, options):
     return options.worker_cpus if spec.on_worker_cpus else options.server_cpus
 
 
-def start_server(spec, port, root, options, work_directory):
+def start_server(spec, port, root, options, work_directory, certificate=None):
     """The server of ``spec`` on ``port``, pinned to its CPUs, in a session of
-    its own (stopping it stops nginx's worker too), its output in a log file."""
+    its own (stopping it stops nginx's worker too), its output in a log file;
+    speaking TLS with ``certificate`` (its (certfile, keyfile)) when given."""
     launcher = pinned((), server_cpus_for(spec, options))
-    process_options = {"log_path": os.path.join(work_directory, f"{spec.name}.log"), "new_session": True}
+    suffix = "-tls" if certificate else ""
+    process_options = {"log_path": os.path.join(work_directory, f"{spec.name}{suffix}.log"), "new_session": True}
+    tls_flags = ["--certfile", certificate[0], "--keyfile", certificate[1]] if certificate else []
     if spec.is_reactor_http:
-        flags = ["--port", str(port), "--root", root]
+        flags = ["--port", str(port), "--root", root, *tls_flags]
         if not spec.access_log:
             flags.append("--quiet")
         # The access log goes to stdout, which the harness sends to a file.
@@ -389,9 +416,10 @@ def start_server(spec, port, root, options, work_directory):
             flags += ["--workers", str(options.reactor_workers)]
         flags += shlex.split(options.reactor_args or "")
         return ReactorHttpProcess(flags, checkout=spec.checkout or REPO, launcher=launcher, **process_options)
-    command = [sys.executable, os.path.join(PEERS, spec.launcher), "--port", str(port), "--root", root]
-    if spec.name == "nginx":
-        command += ["--prefix", os.path.join(work_directory, "nginx")]
+    command = [sys.executable, os.path.join(PEERS, spec.launcher), "--port", str(port), "--root", root,
+               *spec.launcher_args, *tls_flags]
+    if spec.program == "nginx":
+        command += ["--prefix", os.path.join(work_directory, spec.name + suffix)]
     return ServerProcess([*launcher, *command], cwd=REPO, env=python_environment(REPO), **process_options)
 
 
@@ -411,7 +439,7 @@ def server_version(spec):
         version = reactor_http_version(checkout)
         commit = program_version(["git", "-C", checkout, "rev-parse", "--short", "HEAD"])
         return f"{version[:-1]}, commit {commit})" if commit and re.fullmatch(r"[0-9a-f]+", commit) else version
-    if spec.name == "nginx":
+    if spec.program == "nginx":
         return program_version([find_program("nginx"), "-v"])
     versions = []
     for distribution in spec.distributions:
@@ -420,6 +448,63 @@ def server_version(spec):
         except importlib.metadata.PackageNotFoundError:
             pass
     return ", ".join(versions) or f"Python {platform.python_version()}"
+
+
+def make_certificate(directory):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1, made with the
+    openssl command: (certfile, keyfile). BenchError without openssl."""
+    openssl = find_program("openssl")
+    if openssl is None:
+        raise BenchError("openssl is not installed (apt-get install openssl): no certificate for TLS")
+    certfile, keyfile = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    completed = subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", keyfile, "-out", certfile, "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"], capture_output=True, text=True, timeout=60)
+    if completed.returncode != 0:
+        raise BenchError(f"openssl req failed: {completed.stderr.strip()[-300:]}")
+    return certfile, keyfile
+
+
+def check_tls_answers(port, index_bytes):
+    """check_answers over TLS (the certificate is the run's own: not verified);
+    returns what was negotiated and whether the server resumed a session that
+    the client offered back."""
+    import ssl
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    def get(path, session=None):
+        sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30), session=session)
+        try:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            data = bytearray()
+            while True:
+                try:
+                    chunk = sock.recv(1 << 20)
+                except ssl.SSLEOFError:  # closed without close_notify: the answer is complete anyway
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = bytes(data).partition(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.") else None
+            negotiated = {"version": sock.version(), "cipher": sock.cipher()[0],
+                          "session": sock.session, "reused": sock.session_reused}
+            return negotiated, status, body
+        finally:
+            sock.close()
+
+    first, status, body = get("/index.html")
+    if status != 200 or body != index_bytes:
+        raise BenchError(f"GET https://.../index.html gave {status} with {len(body)} bytes")
+    for path, wanted, length in ((MISSING_PATH, 404, None), ("/file-10m.bin", 200, 10 * MIB)):
+        _, status, body = get(path)
+        if status != wanted or (length is not None and len(body) != length):
+            raise BenchError(f"GET https://...{path} gave {status} with {len(body)} bytes")
+    second, _, _ = get("/index.html", session=first["session"])
+    return {"version": first["version"], "cipher": first["cipher"], "resumes_sessions": second["reused"]}
 
 
 def check_answers(port, index_bytes, check_404=True):
@@ -455,6 +540,7 @@ class Bench:
         self.work_directory = work_directory
         self.root = root
         self.log = log
+        self.certificate = None  # (certfile, keyfile), made when a TLS scenario first needs it
         with open(os.path.join(root, "index.html"), "rb") as file:
             self.index_bytes = file.read()
         self.scripts = {}
@@ -466,7 +552,7 @@ class Bench:
 
     def run_wrk(self, server, scenario, seconds):
         """One wrk run against server; returns the run's figures."""
-        url = f"http://127.0.0.1:{server.port}{scenario.path}"
+        url = f"{'https' if scenario.tls else 'http'}://127.0.0.1:{server.port}{scenario.path}"
         command = wrk_command(self.wrk, url, scenario.connections, seconds,
                               self.scripts[scenario.name], scenario.headers, self.options.client_cpus)
         cpu_before = tree_cpu_seconds(server.psutil_process)
@@ -591,15 +677,36 @@ class Bench:
         return result
 
     def measure_server(self, spec, scenarios):
+        """Every scenario for one server: the plain ones on one process of it,
+        the TLS ones on another, started with the run's certificate."""
+        plain = [scenario for scenario in scenarios if not scenario.tls]
+        secure = [scenario for scenario in scenarios if scenario.tls]
+        results = self.measure_process(spec, plain) if plain else {}
+        if secure and not spec.speaks_tls:
+            results.update({scenario.name: {"skipped": "no TLS"} for scenario in secure})
+        elif secure:
+            try:
+                if self.certificate is None:
+                    self.certificate = make_certificate(self.work_directory)
+            except BenchError as error:
+                results.update({scenario.name: {"error": str(error)} for scenario in secure})
+            else:
+                results.update(self.measure_process(spec, secure, self.certificate))
+        return results
+
+    def measure_process(self, spec, scenarios, certificate=None):
         import psutil
         port = free_port()
-        process = start_server(spec, port, self.root, self.options, self.work_directory)
+        process = start_server(spec, port, self.root, self.options, self.work_directory, certificate)
         server = RunningServer(process, psutil.Process(process.pid), port,
                                parse_cpu_list(server_cpus_for(spec, self.options)))
         results = {}
         try:
             process.wait_until_listening("127.0.0.1", port)
-            check_answers(port, self.index_bytes, check_404=spec.name != "ceiling")
+            if certificate:
+                results["tls"] = check_tls_answers(port, self.index_bytes)
+            else:
+                check_answers(port, self.index_bytes, check_404=spec.name != "ceiling")
             for scenario in scenarios:
                 if spec.name == "ceiling" and not scenario.ceiling:
                     results[scenario.name] = {"skipped": "the ceiling loop answers every request alike"}
@@ -617,7 +724,7 @@ class Bench:
                         break
         finally:
             process.stop(timeout=10)
-        if spec.access_log:
+        if spec.access_log and not certificate:
             # Proof that the variant did log: its lines are in the server's output.
             with open(process.log_path, "rb") as file:
                 results["access_log"] = {"lines": sum(1 for line in file if b'] "GET ' in line)}
@@ -863,7 +970,7 @@ def report_tables(report, markdown=False):
                 "! socket errors, timeouts or unexpected statuses (see the JSON).  "
                 f"~ other work took {NOISY_PERCENT:.0f}% or more of the server's CPU.  "
                 f"S6 counts responses ({PIPELINE_DEPTH} per write).")
-        latency_scenarios = [s for s in load_scenarios if s.name != "S3"]
+        latency_scenarios = [s for s in load_scenarios if s.metric != "megabytes_per_second"]
         section("Latency, ms (median)",
                 ["server"] + [f"{s.name} p99" if s.pipeline_depth == 1 else f"{s.name} batch mean"
                               for s in latency_scenarios],
@@ -884,12 +991,19 @@ def report_tables(report, markdown=False):
                 [[label[name]] + [_cell(results[name].get(s.name), "cpu_us_per_request", 1, marks=False)
                                   for s in load_scenarios] for name in measured],
                 "User + system time of the server process and its children, over requests "
-                "completed. S3: per 10 MiB response.")
+                "completed. S3 and TLS-S3: per 10 MiB response (divide by 10.5 for CPU-us per MB).")
         section("The same, split: user (the server's own code) + system (the kernel: system "
                 "calls, and on loopback most of TCP)",
                 ["server"] + [s.name for s in load_scenarios],
                 [[label[name]] + [_split_cell(results[name].get(s.name)) for s in load_scenarios]
                  for name in measured])
+    handshakes = [[label[name], results[name]["tls"].get("version", "-"), results[name]["tls"].get("cipher", "-"),
+                   "yes" if results[name]["tls"].get("resumes_sessions") else "no"]
+                  for name in measured if isinstance(results[name].get("tls"), dict)]
+    if handshakes:
+        section("TLS as negotiated by a Python client (the same certificate for every server)",
+                ["server", "version", "cipher", "resumes a session offered back"], handshakes,
+                "wrk 4.1 offers no session when it reconnects: every TLS-S2 connection is a full handshake.")
     if "S5" in report["options"]["scenarios"]:
         rows = []
         for name in measured:
@@ -1093,7 +1207,7 @@ def _checkout(text):
     if not os.path.isfile(os.path.join(directory, "reactor_http", "__main__.py")):
         raise argparse.ArgumentTypeError(f"{directory} is not a checkout of reactor_http "
                                          "(no reactor_http/__main__.py)")
-    return ServerSpec(name, f"reactor_http, checkout {name} ({directory})", checkout=directory)
+    return ServerSpec(name, f"reactor_http, checkout {name} ({directory})", checkout=directory, speaks_tls=True)
 
 
 def _positive_int(text):

@@ -83,7 +83,8 @@ class Connection:
         self._context = context
         self._parser = RequestParser(config.max_request_line, config.max_header_bytes,
                                      config.max_header_count, config.max_body, memo=context.head_memo)
-        self._writer = Writer(sock, context.use_sendfile, budget=context.chunk_budget)
+        self._writer = Writer(sock, context.use_sendfile, budget=context.chunk_budget,
+                              read_on_loop=context.read_chunks_on_loop)
         self._interest = 0             # what the selector watches for now
         self._timer: Timer | None = None
         self._deadline: float | None = None

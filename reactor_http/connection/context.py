@@ -55,6 +55,10 @@ class ConnectionContext:
     timeouts: dict[State, float] = field(default_factory=dict)
     # The file bytes the portable path may hold in memory, all connections together.
     chunk_budget: ChunkBudget = field(default_factory=ChunkBudget)
+    # Whether the portable path reads chunks the page cache holds on the loop
+    # thread (writer.py); off where every read must go through the executor
+    # (the --disk-delay and --file-work-on-loop experiments).
+    read_chunks_on_loop: bool = True
 
     def __post_init__(self) -> None:
         from .states import WAITS

@@ -11,12 +11,21 @@ socket takes without blocking, and says why it stopped:
   which must encrypt what it sends) needs the next chunk of the file read on
   the executor. ``chunk_job`` says what to read; ``take_chunk`` hands it over.
 
-On the portable path a file's bytes pass through memory, and a client that
-reads slowly holds its chunk until it has taken it all. So the chunk's size
-comes from one ChunkBudget shared by every connection: a full CHUNK_BYTES
-while the chunks held in all fit in the budget, MIN_CHUNK_BYTES once they do
-not. A thousand slow readers then hold the budget and 16 KiB each (nginx,
-with sendfile off, holds its two 32 KiB output buffers), not 256 KiB each.
+On the portable path a file's bytes pass through memory: each file body gets
+one buffer, which every chunk of it is read into in turn, and a client that
+reads slowly holds it until the body is sent. So the buffer's size comes from
+one ChunkBudget shared by every connection: a full CHUNK_BYTES while the
+buffers held in all fit in the budget, MIN_CHUNK_BYTES once they do not. A
+thousand slow readers then hold the budget and 16 KiB each (nginx, with
+sendfile off, holds its two 32 KiB output buffers), not 256 KiB each.
+
+Reading a chunk needs the disk only when the page cache does not hold it. So
+the writer first tries to read it itself, on the loop thread, with
+``preadv2(RWF_NOWAIT)`` (Linux 4.14): the kernel copies what it holds in
+memory, and fails with EAGAIN instead of waiting for the disk. Only then does
+the chunk go to the executor: a hot file costs no thread hand-off, no
+wake-up and no contention for the GIL, and a cold one still never stalls the
+loop. (nginx's thread pools do the same with their reads.)
 
 Writes try to send at once and wait for writability only for the remainder, as
 asyncio's selector transports do. A batch goes out in one ``send``; a head
@@ -31,6 +40,7 @@ a body that does not match its Content-Length.
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import socket
 from typing import TYPE_CHECKING
@@ -49,6 +59,9 @@ PORTABLE_BUFFER_BYTES = 16 * 1024 * 1024
 # sendfile is asked for at most this much per call, so one fast reader on a
 # huge file cannot keep the loop thread from everyone else for long.
 SENDFILE_BYTES = 4 * 1024 * 1024
+
+# preadv2's "do not wait for the disk" flag, where the platform has it.
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
 
 # Sending the head with MSG_MORE tells Linux that file bytes follow.
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
@@ -88,22 +101,50 @@ class ChunkBudget:
         self.lent -= size
 
 
-def read_chunk(fd: int, offset: int, length: int) -> bytes:
-    """The executor's job on the portable path: up to ``length`` bytes at ``offset``."""
-    return os.pread(fd, length, offset)
+def read_chunk(fd: int, buffer: memoryview, offset: int) -> int:
+    """The executor's job on the portable path: fill ``buffer`` with the
+    file's bytes from ``offset``. Returns how many it read (0 at the end of
+    the file; fewer than asked near it)."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [buffer], offset)
+    data = os.pread(fd, len(buffer), offset)  # a platform without preadv: one copy more
+    buffer[:len(data)] = data
+    return len(data)
+
+
+def read_cached_chunk(fd: int, buffer: memoryview, offset: int) -> int | None:
+    """read_chunk on the loop thread, if the page cache holds the bytes:
+    the count read, or None where the disk would have to be waited for (or
+    the platform cannot say so without waiting)."""
+    global _RWF_NOWAIT
+    if _RWF_NOWAIT is None:
+        return None
+    try:
+        return os.preadv(fd, [buffer], offset, _RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            _RWF_NOWAIT = None  # a kernel or file system without it: the executor reads every chunk
+            return None
+        raise
 
 
 class Writer:
     """One connection's output queue. Loop thread only."""
 
-    __slots__ = ("sock", "use_sendfile", "use_flags", "add", "bytes_sent", "_queued", "_batch", "_out", "_file",
-                 "_index", "_offset", "_remaining", "_budget", "_lent", "_chunk_pending", "_closed")
+    __slots__ = ("sock", "use_sendfile", "use_flags", "read_on_loop", "add", "bytes_sent", "_queued", "_batch",
+                 "_out", "_file", "_index", "_offset", "_remaining", "_budget", "_lent", "_buffer",
+                 "_chunk_pending", "_closed")
 
     def __init__(self, sock: socket.socket, use_sendfile: bool, use_flags: bool = True,
-                 budget: ChunkBudget | None = None):
+                 budget: ChunkBudget | None = None, read_on_loop: bool = False):
         self.sock = sock
         self.use_sendfile = use_sendfile
         self.use_flags = use_flags       # send() flags such as MSG_MORE (not on a TLS socket)
+        # Whether the portable path may read chunks the page cache holds
+        # itself (read_cached_chunk), rather than always on the executor.
+        self.read_on_loop = read_on_loop
         self.bytes_sent = 0              # every byte handed to the kernel, ever
         self._queued = 0                 # every byte queued and flushed at least once, files' included
         self._batch: list[bytes] = []    # rendered answers not yet joined for sending
@@ -117,7 +158,8 @@ class Writer:
         self._offset = 0                 # where in the file the current region is up to
         self._remaining = 0              # and how much of it is left
         self._budget = budget if budget is not None else ChunkBudget()
-        self._lent = 0                   # the budget held by the chunk being read or sent
+        self._lent = 0                   # the budget held by the file body's chunk buffer
+        self._buffer: bytearray | None = None  # that buffer: every chunk of the body is read into it
         self._chunk_pending = False      # the executor is reading a chunk from its descriptor
         self._closed = False
 
@@ -172,9 +214,6 @@ class Writer:
                         self._out = memoryview(out)[sent:]
                         return Flushed.BLOCKED
                     self._out = b""
-                    if self._lent:  # a chunk of the portable path, all sent: its memory is free
-                        self._budget.give_back(self._lent)
-                        self._lent = 0
                 body = self._file
                 if body is None:
                     return Flushed.DONE
@@ -183,6 +222,8 @@ class Writer:
                     self._load_piece()
                     continue
                 if not self.use_sendfile:
+                    if self.read_on_loop and self._read_cached():
+                        continue
                     return Flushed.NEED_CHUNK
                 sent = os.sendfile(sock.fileno(), body.fd, self._offset, min(self._remaining, SENDFILE_BYTES))
                 if sent == 0:
@@ -202,6 +243,7 @@ class Writer:
         if self._index >= len(body.pieces):
             body.close()
             self._file = None
+            self._give_back()  # its chunk buffer, if it had one
             return
         piece = body.pieces[self._index]
         if isinstance(piece, bytes):
@@ -212,12 +254,32 @@ class Writer:
 
     # -- the portable path --------------------------------------------------------
 
-    def chunk_job(self) -> tuple[int, int, int]:
-        """The arguments of ``read_chunk`` for the next chunk (after NEED_CHUNK)."""
+    def _chunk_space(self) -> memoryview:
+        """Where the next chunk goes: the body's buffer (made, from the
+        budget, for its first chunk), no longer than what is left to send."""
+        buffer = self._buffer
+        if buffer is None:
+            self._lent = self._budget.lend(min(self._remaining, CHUNK_BYTES))
+            buffer = self._buffer = bytearray(self._lent)
+        return memoryview(buffer)[:min(self._remaining, len(buffer))]
+
+    def _read_cached(self) -> bool:
+        """Read the next chunk here if the page cache holds it (see the top
+        of this module); False if the executor must read it."""
+        assert self._file is not None
+        count = read_cached_chunk(self._file.fd, self._chunk_space(), self._offset)
+        if count is None:
+            return False
+        self.take_chunk(count)
+        return True
+
+    def chunk_job(self) -> tuple[int, memoryview, int]:
+        """The arguments of ``read_chunk`` for the next chunk (after
+        NEED_CHUNK): the file, the buffer to fill, the offset. The buffer is
+        the executor's until ``chunk_arrived``: nothing here touches it."""
         assert self._file is not None
         self._chunk_pending = True
-        self._lent = self._budget.lend(min(self._remaining, CHUNK_BYTES))
-        return self._file.fd, self._offset, self._lent
+        return self._file.fd, self._chunk_space(), self._offset
 
     def chunk_arrived(self) -> bool:
         """A chunk job ended. Returns False if the writer was closed meanwhile
@@ -229,14 +291,15 @@ class Writer:
             return False
         return True
 
-    def take_chunk(self, chunk: bytes) -> None:
-        """Queue the chunk just read; ``flush`` sends it. Raises FileChanged
-        for an empty chunk: the file ended early."""
-        if not chunk:
+    def take_chunk(self, count: int) -> None:
+        """Queue the ``count`` bytes just read into the buffer; ``flush``
+        sends them. Raises FileChanged for none: the file ended early."""
+        if not count:
             raise FileChanged("the file shrank while being sent")
-        self._out = chunk
-        self._offset += len(chunk)
-        self._remaining -= len(chunk)
+        assert self._buffer is not None
+        self._out = memoryview(self._buffer)[:count]
+        self._offset += count
+        self._remaining -= count
 
     # -- the end -------------------------------------------------------------------
 
@@ -254,6 +317,7 @@ class Writer:
             self._give_back()
 
     def _give_back(self) -> None:
+        self._buffer = None
         if self._lent:
             self._budget.give_back(self._lent)
             self._lent = 0

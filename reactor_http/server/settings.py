@@ -389,8 +389,8 @@ SETTINGS = (
     # How files are read and sent.
     S("--blocking-threads", "blocking_threads", positive_int, "executor threads for file work: stat, "
       "open, read", "files", metavar="N"),
-    S("--no-sendfile", "use_sendfile", None, "send files by reading chunks on the executor instead "
-      "of os.sendfile (the portable path; TLS always uses it)", "files", kind="switch",
+    S("--no-sendfile", "use_sendfile", None, "send files by reading chunks (from the page cache, or on "
+      "the executor) instead of os.sendfile (the portable path; TLS always uses it)", "files", kind="switch",
       switch_value=False),
     S("--cache-bytes", "cache_bytes", byte_size, "memory for cached metadata and small files, e.g. 64M; "
       "0 turns the cache off", "files", metavar="SIZE"),

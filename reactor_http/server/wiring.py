@@ -68,7 +68,9 @@ def build_parts(config: Config, tls_context: Any = None, access_stream: TextIO |
         log_error=log_error, renderer=HeadRenderer(response_fields(config)), head_memo=HeadMemo(),
         tls_context=tls_context,
         # sendfile would send a file's bytes past TLS's encryption.
-        use_sendfile=config.use_sendfile and hasattr(os, "sendfile") and tls_context is None)
+        use_sendfile=config.use_sendfile and hasattr(os, "sendfile") and tls_context is None,
+        # A simulated slow disk must slow every read, cached or not.
+        read_chunks_on_loop=not config.disk_delay and not config.file_work_on_loop)
     return Parts(config, reactor, executor, site, access_log, context, descriptors)
 
 

@@ -21,6 +21,7 @@ from support.fakes import FakeAccessLog, FakeErrorLog, FakeExecutor, FakeHandler
 
 from reactor_http.config import Config
 from reactor_http.connection import connection as connection_module
+from reactor_http.connection import writer as writer_module
 from reactor_http.connection.connection import (
     LINGER_MAX_BYTES,
     LINGER_READS_PER_EVENT,
@@ -109,7 +110,7 @@ class FileRoute:
 class Rig:
     """A started Connection on fakes, and the ways to drive it."""
 
-    def __init__(self, routes=None, sock=None, use_sendfile=False):
+    def __init__(self, routes=None, sock=None, use_sendfile=False, read_on_loop=False):
         self.sock = sock if sock is not None else FakeSocket()
         self.reactor = FakeReactor()
         self.executor = FakeExecutor()
@@ -119,7 +120,7 @@ class Rig:
         self.forgotten = []
         self.context = ConnectionContext(self.reactor, self.executor, Config(), self.handler, self.access_log,
                                          self.error_log, HeadRenderer(), use_sendfile=use_sendfile,
-                                         forget=self.forgotten.append)
+                                         forget=self.forgotten.append, read_chunks_on_loop=read_on_loop)
         self.connection = Connection(self.context, self.sock, CLIENT)
         self.connection.start()
 
@@ -422,12 +423,32 @@ def test_the_portable_path_reads_each_chunk_on_the_executor(big_file):
     for offset, length in ((0, CHUNK_BYTES), (CHUNK_BYTES, CHUNK_BYTES), (2 * CHUNK_BYTES, 1000)):
         assert (rig.state, rig.interest) == (State.WAITING_CHUNK, 0)
         [job] = rig.executor.jobs
-        assert (job.function, job.args) == (read_chunk, (route.bodies[0].fd, offset, length))
+        fd, buffer, at = job.args
+        assert (job.function, fd, at, len(buffer)) == (read_chunk, route.bodies[0].fd, offset, length)
         job.run()
     assert (rig.state, rig.interest) == (State.IDLE, EVENT_READ)
     assert bodies(rig) == [content]
     assert route.bodies[0].fd == -1  # closed once sent
     assert rig.access_log.lines == rig.log(("GET /file HTTP/1.1", 200, len(content)))
+
+
+def test_chunks_the_page_cache_holds_are_read_on_the_loop(big_file):
+    """With reading on the loop allowed (the server's default), a file just
+    written (in the page cache) is sent with no executor job at all."""
+    path, route = big_file
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if writer_module.read_cached_chunk(fd, memoryview(bytearray(1)), 0) is None:
+            pytest.skip("no preadv2(RWF_NOWAIT) here: every chunk goes to the executor")
+    finally:
+        os.close(fd)
+    rig = Rig({"/file": route}, read_on_loop=True)
+    rig.arrive(get("/file"))
+    assert rig.executor.jobs == []
+    assert (rig.state, rig.interest) == (State.IDLE, EVENT_READ)
+    assert bodies(rig) == [path.read_bytes()]
+    assert route.bodies[0].fd == -1
+    assert rig.context.chunk_budget.lent == 0  # the body's buffer given back once it was sent
 
 
 def test_a_file_that_shrinks_on_the_portable_path_closes_the_connection(big_file):

@@ -8,7 +8,16 @@ import socket
 import pytest
 from support.fakes import FakeSocket
 
-from reactor_http.connection.writer import CHUNK_BYTES, FileChanged, Flushed, Writer, read_chunk
+from reactor_http.connection import writer as writer_module
+from reactor_http.connection.writer import (
+    CHUNK_BYTES,
+    ChunkBudget,
+    FileChanged,
+    Flushed,
+    Writer,
+    read_cached_chunk,
+    read_chunk,
+)
 from reactor_http.http1.responses import FileBody
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
@@ -222,7 +231,9 @@ def test_the_portable_path_reads_chunks_of_at_most_chunk_bytes(tmp_path):
         jobs.append(writer.chunk_job())
         writer.chunk_arrived()
         writer.take_chunk(read_chunk(*jobs[-1]))
-    assert jobs == [(fd, 50, CHUNK_BYTES), (fd, 50 + CHUNK_BYTES, CHUNK_BYTES), (fd, 50 + 2 * CHUNK_BYTES, 30)]
+    assert [(job[0], job[2], len(job[1])) for job in jobs] == [
+        (fd, 50, CHUNK_BYTES), (fd, 50 + CHUNK_BYTES, CHUNK_BYTES), (fd, 50 + 2 * CHUNK_BYTES, 30)]
+    assert len({id(job[1].obj) for job in jobs}) == 1  # every chunk into the body's one buffer
     assert sock.sent == path.read_bytes()[50:80 + 2 * CHUNK_BYTES]
 
 
@@ -240,7 +251,7 @@ def test_close_while_a_chunk_is_read_leaves_the_descriptor_to_the_job(open_body)
     job = writer.chunk_job()
     writer.close()
     assert body.closed_fds == []
-    assert read_chunk(*job) == CONTENT[:100]  # still the file's descriptor
+    assert read_chunk(*job) == 100 and job[1] == CONTENT[:100]  # still the file's descriptor
     assert writer.chunk_arrived() is False  # closed meanwhile: drop the chunk
     assert len(body.closed_fds) == 1
     assert not writer.pending
@@ -277,4 +288,37 @@ def test_an_empty_chunk_means_the_file_shrank(open_body):
     writer.chunk_job()
     assert writer.chunk_arrived()
     with pytest.raises(FileChanged):
-        writer.take_chunk(b"")
+        writer.take_chunk(0)
+
+
+# -- reading on the loop -------------------------------------------------------------------------
+
+
+def test_with_read_on_loop_a_cached_file_needs_no_executor(tmp_path):
+    """A file the page cache holds (just written) is read by the writer itself:
+    flush never says NEED_CHUNK, and the budget is given back at the end."""
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(2 * CHUNK_BYTES + 100))
+    fd = os.open(path, os.O_RDONLY)
+    if read_cached_chunk(fd, memoryview(bytearray(1)), 0) is None:
+        os.close(fd)
+        pytest.skip("no preadv2(RWF_NOWAIT) here: every chunk goes to the executor")
+    sock = FakeSocket()
+    budget = ChunkBudget()
+    writer = Writer(sock, use_sendfile=False, budget=budget, read_on_loop=True)
+    writer.add_file(FileBody.region(fd, 50, 2 * CHUNK_BYTES + 30))
+    assert writer.flush() is Flushed.DONE
+    assert sock.sent == path.read_bytes()[50:80 + 2 * CHUNK_BYTES]
+    assert budget.lent == 0
+
+
+def test_read_on_loop_falls_back_to_the_executor_when_the_disk_must_wait(open_body, monkeypatch):
+    """EAGAIN from preadv2(RWF_NOWAIT) (the bytes are not in memory): the
+    chunk goes to the executor, into the same buffer."""
+    monkeypatch.setattr(writer_module, "read_cached_chunk", lambda fd, buffer, offset: None)
+    sock = FakeSocket()
+    writer = Writer(sock, use_sendfile=False, read_on_loop=True)
+    writer.add_file(open_body([(0, 100)]))
+    assert writer.flush() is Flushed.NEED_CHUNK
+    finish_portably(writer)
+    assert sock.sent == CONTENT[:100]

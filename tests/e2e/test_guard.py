@@ -38,11 +38,14 @@ import sys
 import threading
 
 import reactor_http.connection.connection as connection
+import reactor_http.connection.writer as writer
 import reactor_http.static.files as files
 import reactor_http.static.site as site
 
 MARKER = "guard-test marker"
-FAULT = os.environ["GUARD_FAULT"]
+# "FAULT+cold": as if the page cache held no file, so that the portable path
+# reads every chunk on the executor (and its completion is a way in).
+FAULT, _, COLD = os.environ["GUARD_FAULT"].partition("+")
 Connection = connection.Connection
 
 
@@ -66,8 +69,10 @@ elif FAULT == "continuation":  # what the handler does when its job completes
          lambda self, request, *rest: "/boom" in request.target and fail(FAULT))
 elif FAULT == "job":  # the job itself, on the executor: its Outcome carries the error
     wrap(files, "resolve", lambda root, segments, *rest: "boom" in segments and fail(FAULT))
-elif FAULT == "chunk-read":  # the portable path's second chunk of a file cannot be read
-    wrap(connection, "read_chunk", lambda fd, offset, length: offset > 0 and fail(FAULT))
+elif FAULT == "chunk-read":  # the portable path's second chunk of a file cannot be read by the executor
+    wrap(connection, "read_chunk", lambda fd, buffer, offset: offset > 0 and fail(FAULT))
+elif FAULT == "cached-chunk-read":  # the same chunk, read on the loop thread from the page cache
+    wrap(writer, "read_cached_chunk", lambda fd, buffer, offset: offset > 0 and fail(FAULT))
 elif FAULT == "timer":  # the deadline check of a request head holding the marker
     wrap(Connection, "_on_timeout", lambda self: "/boom" in self._parser.first_line() and fail(FAULT))
 elif FAULT == "shutdown":  # the stop's step, on a connection whose request waits for the disk
@@ -82,6 +87,8 @@ elif FAULT == "shutdown":  # the stop's step, on a connection whose request wait
     wrap(files, "resolve", hang)
     import signal
     signal.signal(signal.SIGUSR2, lambda signum, frame: disk_answers.set())
+if COLD:
+    writer.read_cached_chunk = lambda fd, buffer, offset: None
 """
 
 SEND_PATHS = {"sendfile": [], "no-sendfile": ["--no-sendfile"], "tls": []}  # TLS never uses sendfile
@@ -164,9 +171,9 @@ def assert_answered_500_then_closed(client):
     client.close()
 
 
-def assert_contained(server, dialer, way_in):
-    """The marker's traceback was logged once, having come in through
-    ``way_in`` (a Connection method); the server still serves, and stops
+def assert_contained(server, dialer, *ways_in):
+    """The marker's traceback was logged once, having come in through one of
+    ``ways_in`` (Connection methods); the server still serves, and stops
     gracefully with status 0."""
     wait_for_marker(server)
     assert server.process.poll() is None
@@ -175,7 +182,7 @@ def assert_contained(server, dialer, way_in):
     text = stderr(server)
     assert text.count(f"RuntimeError: {MARKER}") == 1, text
     assert text.count("Traceback") == 1, text
-    assert f", in {way_in}\n" in text, text
+    assert any(f", in {way_in}\n" in text for way_in in ways_in), text
 
 
 # -- (a) readiness ------------------------------------------------------------------------------
@@ -211,7 +218,7 @@ def test_a_request_after_a_large_file_raising_gets_a_500(faulty_server, site_roo
     """The large file's last chunk arrives; sending it ends that answer, and
     the pipelined request after it is answered from that same completion.
     Raising there once let the exception escape the reactor's turn."""
-    server, dialer = faulty_server("handle", send_path)
+    server, dialer = faulty_server("handle+cold", send_path)
     client = dialer.client()
     client.send(get("/big.bin") + get("/boom"))
     assert client.read_response()[::2] == (200, site_root[1]["/big.bin"])
@@ -219,12 +226,10 @@ def test_a_request_after_a_large_file_raising_gets_a_500(faulty_server, site_roo
     assert_contained(server, dialer, "_on_chunk")
 
 
-@pytest.mark.parametrize("send_path", PORTABLE_PATHS)
-def test_a_chunk_that_cannot_be_read_closes_the_connection_mid_body(faulty_server, site_root, send_path):
-    """The second chunk's read raises: the head and the first chunk are out,
-    so there is no 500 to give; the connection closes short of Content-Length,
+def read_until_cut_short(dialer, site_root):
+    """GET /huge.bin, whose second chunk cannot be read: the head and the
+    first chunk arrive, then the connection closes short of Content-Length,
     and the access log says how much of the body went."""
-    server, dialer = faulty_server("chunk-read", send_path)
     sock = dialer.connect()
     sock.sendall(get("/huge.bin"))
     status, headers, body = read_head(sock)
@@ -236,8 +241,26 @@ def test_a_chunk_that_cannot_be_read_closes_the_connection_mid_body(faulty_serve
         pass
     sock.close()
     assert body == site_root[1]["/huge.bin"][:CHUNK_BYTES]
+
+
+@pytest.mark.parametrize("send_path", PORTABLE_PATHS)
+def test_a_chunk_that_cannot_be_read_closes_the_connection_mid_body(faulty_server, site_root, send_path):
+    """The second chunk's read on the executor raises: there is no 500 to
+    give, and the error comes in through the chunk's completion."""
+    server, dialer = faulty_server("chunk-read+cold", send_path)
+    read_until_cut_short(dialer, site_root)
     server.wait_for_log(lambda line: f'"GET /huge.bin HTTP/1.1" 200 {CHUNK_BYTES}' in line)
     assert_contained(server, dialer, "_on_chunk")
+
+
+@pytest.mark.parametrize("send_path", PORTABLE_PATHS)
+def test_a_cached_chunk_that_cannot_be_read_closes_the_connection_mid_body(faulty_server, site_root, send_path):
+    """The same, when the chunk is read on the loop thread (the page cache
+    holds it): the error comes out of the send, wherever the send was."""
+    server, dialer = faulty_server("cached-chunk-read", send_path)
+    read_until_cut_short(dialer, site_root)
+    server.wait_for_log(lambda line: f'"GET /huge.bin HTTP/1.1" 200 {CHUNK_BYTES}' in line)
+    assert_contained(server, dialer, "_on_job_done", "on_ready")
 
 
 # -- (d) the timer ----------------------------------------------------------------------------------

@@ -58,22 +58,25 @@ def test_short_soak_verifies_every_response_and_leaks_nothing(tmp_path):
     assert "| check: descriptors back to baseline | pass |" in completed.stdout
 
 
-# Fault injection: every chunk the portable send path reads has its first byte
+# Fault injection: every chunk the portable send path reads (on the executor,
+# or on the loop thread when the page cache holds it) has its first byte
 # flipped, so every large file goes out wrong (with the right length).
 CORRUPT_CHUNKS_CODE = """
 import reactor_http.connection.connection as connection
-
-_read_chunk = connection.read_chunk
-
-
-def read_chunk(fd, offset, length):
-    data = bytearray(_read_chunk(fd, offset, length))
-    if data:
-        data[0] ^= 0xFF
-    return bytes(data)
+import reactor_http.connection.writer as writer
 
 
-connection.read_chunk = read_chunk
+def corrupting(read):
+    def read_and_flip(fd, buffer, offset):
+        count = read(fd, buffer, offset)
+        if count:
+            buffer[0] ^= 0xFF
+        return count
+    return read_and_flip
+
+
+connection.read_chunk = corrupting(connection.read_chunk)
+writer.read_cached_chunk = corrupting(writer.read_cached_chunk)
 """
 
 

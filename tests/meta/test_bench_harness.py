@@ -115,6 +115,31 @@ def test_quick_run_reports_sane_figures(tmp_path):
     assert f"{variant / mine:.2f}x" in completed.stdout.split("reactor_http's variants")[1]
 
 
+def test_tls_scenarios_run_against_a_second_process_with_the_runs_certificate(tmp_path):
+    """TLS-S1 and TLS-S4: reactor_http and tuned nginx each get a TLS process
+    of their own with the run's certificate; wrk's requests all succeed; the
+    report says what was negotiated; a peer without TLS says so in its cells."""
+    for program in ("wrk", "taskset", "openssl", "nginx"):
+        require_program(program)
+    json_path = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, BENCH, "--quick", "--scenarios", "S1,TLS-S1,TLS-S4", "--duration", "1",
+         "--servers", "reactor_http,nginx_tuned,ceiling", "--json", str(json_path), *cpu_flags()],
+        capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(json_path.read_text())
+    results = report["results"]
+    for server in ("reactor_http", "nginx_tuned"):
+        assert results[server]["tls"]["version"] in ("TLSv1.2", "TLSv1.3"), results[server]["tls"]
+        for scenario in ("S1", "TLS-S1", "TLS-S4"):
+            run = results[server][scenario]["runs"][0]
+            assert run["requests"] > 0 and run["unexpected_status"] == 0, (server, scenario)
+            assert run["socket_errors"]["read_errors"] == 0, (server, scenario)
+    assert results["ceiling"]["TLS-S1"] == {"skipped": "no TLS"}
+    assert "TLS-S1" in report["ratios"]["nginx_tuned"]
+    assert "TLS as negotiated" in completed.stdout
+
+
 def test_wrk_counts_pipelined_responses_not_writes(start_server, tmp_path):
     """S6's figure is responses per second: with 16 requests per write, wrk's
     request count matches the server's access log, not a sixteenth of it. The

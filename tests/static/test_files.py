@@ -18,7 +18,7 @@ import threading
 
 import pytest
 
-from reactor_http.connection.writer import read_chunk
+from reactor_http.connection.writer import read_cached_chunk, read_chunk
 from reactor_http.static import files
 from reactor_http.static.files import (
     SMALL_FILE_BYTES,
@@ -797,19 +797,30 @@ def test_unexpected_read_error_propagates_and_closes(site, monkeypatch):
     assert _open_descriptors() == before
 
 
-def test_read_chunk_reads_at_offsets(site):
-    """read_chunk is a positional read: it does not depend on or move the file offset."""
+@pytest.mark.parametrize("reader", ["executor", "cached"])
+def test_read_chunk_reads_at_offsets(site, reader):
+    """read_chunk (and read_cached_chunk, its loop-thread form) is a
+    positional read into a buffer: it does not depend on or move the file
+    offset."""
     root, _ = site
     data = bytes(range(256)) * 1024
     write(root, "chunks.bin", data)
     fd = os.open(os.path.join(root, "chunks.bin"), os.O_RDONLY)
+
+    def read(offset, length):
+        buffer = bytearray(length)
+        count = (read_chunk if reader == "executor" else read_cached_chunk)(fd, memoryview(buffer), offset)
+        if count is None:
+            pytest.skip("no preadv2(RWF_NOWAIT) here")
+        return bytes(buffer[:count])
+
     try:
-        assert read_chunk(fd, 0, 10) == data[:10]
-        assert read_chunk(fd, 70000, 5) == data[70000:70005]
-        assert read_chunk(fd, 1, 3) == data[1:4]  # backwards: positional, not sequential
-        assert read_chunk(fd, len(data) - 4, 100) == data[-4:]  # short read at the end
-        assert read_chunk(fd, len(data), 100) == b""
-        assert read_chunk(fd, len(data) + 1000, 100) == b""
+        assert read(0, 10) == data[:10]
+        assert read(70000, 5) == data[70000:70005]
+        assert read(1, 3) == data[1:4]  # backwards: positional, not sequential
+        assert read(len(data) - 4, 100) == data[-4:]  # short read at the end
+        assert read(len(data), 100) == b""
+        assert read(len(data) + 1000, 100) == b""
         assert os.lseek(fd, 0, os.SEEK_CUR) == 0
     finally:
         os.close(fd)
