@@ -9,9 +9,11 @@ steps again. After the handshake, ``recv`` and ``send`` raise
 SSLWantReadError or SSLWantWriteError where a plain socket raises
 BlockingIOError.
 
-File bodies go through the portable path (read a chunk on the executor, then
-send it): os.sendfile would bypass the encryption. (Linux's kernel TLS could
-encrypt sendfile's pages, but Python's ssl module offers it only from 3.12.)
+File bodies go through the portable path (read a chunk from the page cache on
+the loop, or on the executor when it needs the disk, then send it):
+os.sendfile would bypass the encryption. (Linux's kernel TLS could encrypt
+sendfile's pages, but Python's ssl module offers it only from 3.12, and only
+on a kernel built with its tls module; it is not used, see the README.)
 
 Policy: TLS 1.2 and later only (RFC 8996 deprecates 1.0 and 1.1), the ssl
 module's default ciphers, no renegotiation, ALPN "http/1.1" (this server

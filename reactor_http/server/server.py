@@ -87,6 +87,9 @@ class Server:
             if config.trusted_proxies:
                 self._not_counted = ClientAddresses(config.trusted_proxies)
         self.listeners: list[socket.socket] = []
+        # Per listener: whether each socket it accepts needs TCP_NODELAY set
+        # (None: not known until its first connection; see adopt).
+        self._set_nodelay: dict[socket.socket, bool | None] = {}
         self._accepting = False
         self._backoff_timer: Timer | None = None  # set while accepting is paused after EMFILE
         self._limit_logged_at: float | None = None
@@ -110,6 +113,17 @@ class Server:
         """Serve connections from a listening socket opened elsewhere
         (listeners.open_listeners, or a worker's own)."""
         listener.setblocking(False)
+        self._set_nodelay[listener] = False
+        if listener.family in (socket.AF_INET, socket.AF_INET6):
+            # Responses go out in one send: Nagle must not hold the last
+            # packet. Set on the listener, the option is inherited by the
+            # sockets it accepts on Linux and the BSDs, which saves a system
+            # call per connection; the first connection shows whether it was.
+            try:
+                listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._set_nodelay[listener] = None
+            except OSError:
+                self._set_nodelay[listener] = True
         self.listeners.append(listener)
         if self._accepting:
             self._register_listener(listener)
@@ -151,7 +165,7 @@ class Server:
     def on_acceptable(self, listener: socket.socket, mask: int) -> None:
         """Reactor callback: connections are waiting on a listening socket."""
         fd_limit = self.reactor.fd_limit
-        is_tcp = listener.family in (socket.AF_INET, socket.AF_INET6)  # once a batch: it costs
+        set_nodelay = self._set_nodelay[listener]
         context = self.parts.context
         connections = self.connections
         per_client = self.per_client
@@ -177,8 +191,10 @@ class Server:
                 continue
             try:
                 sock.setblocking(False)
-                if is_tcp:
-                    # Responses go out in one send; don't let Nagle hold the last packet.
+                if set_nodelay is None:  # this listener's first connection
+                    set_nodelay = self._set_nodelay[listener] = \
+                        not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                if set_nodelay:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # reset before we got to it
                 sock.close()

@@ -298,6 +298,64 @@ def want_write_server(start_server, certificates, site, tmp_path, when):
     return start_server("--certfile", certificates["combined"], "--trace=conn", root=site[0], env=env)
 
 
+class HandRunClient:
+    """A TLS client over in-memory buffers, so that the test decides when
+    each flight of the handshake goes out."""
+
+    def __init__(self, sock, context):
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname="127.0.0.1")
+
+    def handshake(self, may_finish):
+        """Send the hello, wait until ``may_finish()`` is true, then read the
+        server's answer and send the Finished."""
+        hello_sent = False
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pass
+            self._send_pending()
+            if not hello_sent:
+                hello_sent = True
+                wait_until(may_finish, 10, "the server did not reach the expected state")
+            self._receive()
+        self._send_pending()  # the Finished
+
+    def request(self, data):
+        """Send ``data`` and read one answer, framed by its Content-Length:
+        (status, body)."""
+        self.tls.write(data)
+        self._send_pending()
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < self._length(answer):
+            try:
+                answer += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                assert self._receive(), "the server closed before the answer was complete"
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return int(head.split(b" ")[1]), body
+
+    @staticmethod
+    def _length(answer):
+        head = answer.partition(b"\r\n\r\n")[0].lower()
+        return int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+
+    def _send_pending(self):
+        if self.outgoing.pending:
+            self.sock.sendall(self.outgoing.read())
+
+    def _receive(self):
+        data = self.sock.recv(65536)
+        if data:
+            self.incoming.write(data)
+        else:
+            self.incoming.write_eof()
+        return bool(data)
+
+
 def traced_states(server):
     return [line.split(" state ", 1)[1].strip() for line in list(server.stderr_lines) if " state " in line]
 
@@ -309,8 +367,16 @@ def traced_states(server):
 ])
 def test_a_handshake_that_must_wait_to_write_goes_on(start_server, certificates, site, tmp_path, when, moves):
     server = want_write_server(start_server, certificates, site, tmp_path, when)
-    sock = tls_connect(server, certificates)
-    assert RawClient(sock).request(get("/index.html"))[::2] == (200, INDEX)
+    # With the fault first, the client finishes its handshake only once the
+    # server has answered the hello and gone back to waiting for it: were it
+    # faster, the server's second attempt could find the client's Finished
+    # already there and complete at once, and the move under test would
+    # depend on how the two processes were scheduled.
+    waited = "handshake-want-write -> handshake-want-read"
+    sock = server.connect()
+    client = HandRunClient(sock, client_context(certificates))
+    client.handshake(lambda: when != "first" or any(line.startswith(waited) for line in traced_states(server)))
+    assert client.request(get("/index.html")) == (200, INDEX)
     sock.close()
     wait_until(lambda: any("idle -> closed" in line for line in traced_states(server)), 10, "no close traced")
     states = traced_states(server)
