@@ -211,7 +211,6 @@ def test_readiness_handlers_are_looked_up_from_waits_by_state():
 
 def test_readiness_a_state_never_asked_for_is_ignored():
     rig = Rig()
-    rig.sock.recv_calls = 0  # start()'s look for a request already waiting
     for state, wait in WAITS.items():
         for mask, handler in ((EVENT_READ, wait.on_readable), (EVENT_WRITE, wait.on_writable)):
             if handler is None:
@@ -246,50 +245,6 @@ def test_a_client_that_says_nothing_is_held_for_the_header_timeout():
     rig.reactor.advance(0.2)
     assert (rig.state, rig.sock.closed, rig.forgotten) == (State.CLOSED, True, [rig.connection])
     assert (rig.sock.sends, rig.access_log.lines, rig.interest) == ([], [], 0)
-
-
-def holding(*items):
-    """A FakeSocket whose client wrote ``items`` before the connection started."""
-    sock = FakeSocket()
-    sock.incoming.extend(items)
-    return sock
-
-
-def test_a_request_waiting_at_accept_is_answered_without_the_selector_or_a_timer():
-    """The client wrote its request as soon as it connected, so it is there
-    when the connection starts: start() reads and answers it, and an answer
-    that ends the connection closes it before the selector or the timers
-    ever heard of it."""
-    rig = Rig(sock=holding(get("/first", extra="Connection: close\r\n")))
-    assert (statuses(rig), bodies(rig)) == ([200], [b"/first"])
-    assert (rig.state, rig.sock.closed, rig.forgotten) == (State.CLOSED, True, [rig.connection])
-    assert (rig.reactor.calls, rig.reactor.timers, rig.sock.recv_calls) == ([], [], 1)
-    assert rig.access_log.lines == rig.log(("GET /first HTTP/1.1", 200, len(b"/first")))
-
-
-def test_a_request_waiting_at_accept_then_waits_for_the_next_as_any_kept_alive_one():
-    rig = Rig(sock=holding(get("/first")))
-    assert statuses(rig) == [200]
-    assert (rig.state, rig.interest, rig.reactor.calls) == (State.IDLE, EVENT_READ, [("register", EVENT_READ)])
-    rig.reactor.advance(14.9)  # the keep-alive timeout, not the header timeout, now runs
-    assert rig.state is State.IDLE
-    rig.arrive(get("/second"))
-    assert statuses(rig) == [200, 200]
-
-
-def test_part_of_a_head_waiting_at_accept_is_timed_from_then():
-    rig = Rig(sock=holding(b"GET /slow HTTP/1.1\r\nHo"))
-    assert (rig.state, rig.interest) == (State.READING_REQUEST, EVENT_READ)
-    rig.reactor.advance(9.9)
-    rig.arrive(b"st: x\r\n")
-    assert rig.state is State.READING_REQUEST
-    rig.reactor.advance(0.2)
-    assert (rig.state, statuses(rig)) == (State.LINGERING, [408])
-
-
-def test_a_client_that_closed_before_the_connection_started_costs_nothing_more():
-    rig = Rig(sock=holding(b""))
-    assert (rig.state, rig.sock.closed, rig.reactor.calls, rig.reactor.timers) == (State.CLOSED, True, [], [])
 
 
 @pytest.mark.parametrize("earlier, idle", [(b"", 3), (get("/first"), 14)], ids=["new", "kept-alive"])
