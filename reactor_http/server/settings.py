@@ -42,10 +42,12 @@ from .units import DURATION_FORMS, SIZE_FORMS, closest, parse_duration, parse_si
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10 has no TOML reader in its standard library: tomli is the same reader
+    # (What mypy says here depends on whether tomli is installed where it
+    # runs: each ignore is allowed to be unused.)
     try:
-        import tomli as tomllib  # type: ignore[import-not-found]
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        tomllib = None
+        tomllib = None  # type: ignore[assignment, unused-ignore]
 
 ENVIRONMENT_PREFIX = "REACTOR_HTTP_"
 

@@ -136,7 +136,9 @@ def test_multirange_answers_hold_one_descriptor_each(start_server, root):
     for head in heads:
         assert not isinstance(head, Exception), head
         assert head.status == 206 and head.headers["content-type"].startswith("multipart/byteranges")
-    wait_until(lambda: process.num_fds() == figures["fds_before"], 30,
+    # At most what it held before: none leaked. (Fewer is no fault: a
+    # keep-alive connection of the baseline may have timed out meanwhile.)
+    wait_until(lambda: process.num_fds() <= figures["fds_before"], 30,
                lambda: f"{process.num_fds()} descriptors after the clients left, {figures['fds_before']} before")
     check_still_serving(server)
 

@@ -33,7 +33,7 @@ def only(paths):
 
 # Not part of a source tree: what tools and earlier builds leave in a checkout.
 # (An old *.egg-info would even feed its file list to the next sdist.)
-LEFT_BEHIND = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc",
+LEFT_BEHIND = shutil.ignore_patterns(".git", ".venv", ".venv-*", "build", "dist", "*.egg-info", "__pycache__", "*.pyc",
                                      ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis")
 
 
