@@ -388,14 +388,13 @@ def test_a_client_gone_while_the_handshake_waits_to_write(start_server, certific
     """The client sends its ClientHello and leaves while the server waits to
     write its answer: the connection closes from handshake-want-write."""
     server = want_write_server(start_server, certificates, site, tmp_path, "first")
-    # A real ClientHello, made by an in-memory TLS client.
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = client_context(certificates).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-    with pytest.raises(ssl.SSLWantReadError):
-        client.do_handshake()
-    hello = outgoing.read()
-    assert hello[0] == 0x16
+    # A real ClientHello, made by the in-memory TLS client.
     sock = server.connect()
+    client = HandRunClient(sock, client_context(certificates))
+    with pytest.raises(ssl.SSLWantReadError):
+        client.tls.do_handshake()
+    hello = client.outgoing.read()
+    assert hello[0] == 0x16
     sock.sendall(hello)
     sock.close()
     wait_until(lambda: any(line.startswith("handshake-want-write -> closed") for line in traced_states(server)),
