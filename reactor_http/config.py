@@ -50,11 +50,15 @@ class Config:
     trace: frozenset | None = None               # trace categories, None: no tracing
     status_path: str | None = None                # e.g. "/_status"; None: no status page
     status_allow: tuple = LOOPBACK_NETWORKS
+    health_path: str | None = None                # 200 while serving, 503 once stopping
 
     # What is served, beyond the file itself.
     precompressed: bool = True             # style.css.br / .zst / .gz beside style.css
     gzip: bool = False                     # compress text on the fly (cached)
-    cache_control: str | None = None              # a Cache-Control value for file responses
+    # ((glob or None, value), ...): Cache-Control by path, first match wins;
+    # the rule without a glob is for every other path (static/cache_policy.py).
+    cache_control: tuple = ()
+    etag: str = "mtime"                    # "mtime" (as nginx) or "content" (a digest)
     autoindex: bool = False                # list directories that have no index.html
     try_html: bool = False                 # /about serves about.html when /about is not there
     error_pages: tuple = ()                # ((404, "/404.html"), ...)
@@ -101,6 +105,9 @@ class Config:
     # On SIGTERM/SIGINT: responses in progress get this long to finish (nginx
     # waits without a bound, systemd's TimeoutStopSec defaults to 90 s).
     shutdown_timeout: float = 30.0
+    # Before that, serve on this long while --health-path says 503, so that a
+    # load balancer stops sending work before the listeners close.
+    shutdown_delay: float = 0.0
 
     # Teaching experiments (docs/walkthrough.md), never for production: make
     # every file job sleep first (a slow disk), and run file jobs on the loop

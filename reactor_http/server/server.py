@@ -21,11 +21,16 @@ closed connection and the server one accept and one close. Trusted proxies
 (--trusted-proxy) are not counted: every client behind one shares its address.
 
 Stopping has two speeds. The first SIGTERM or SIGINT begins a graceful stop
-(``begin_shutdown``): the listeners close at once, so new connections are
+(``begin_shutdown``). From that moment the readiness path (``--health-path``)
+answers 503, so that a load balancer stops sending new work here. With
+``--shutdown-delay``, the server goes on serving as usual for that long, the
+time a load balancer needs to see the 503 (Caddy's shutdown_delay). Then the
+drain (``_begin_drain``): the listeners close, so new connections are
 refused; idle keep-alive connections close; a connection with a request in
 hand finishes its response (saying ``Connection: close``) and then closes;
-when none is left, the loop stops. After ``--shutdown-timeout``, or at a
-second signal, whatever is left is closed at once (``stop_now``).
+when none is left, the loop stops. After ``--shutdown-timeout`` from the start
+of the drain, or at a second signal, whatever is left is closed at once
+(``stop_now``).
 """
 
 from __future__ import annotations
@@ -95,6 +100,9 @@ class Server:
         self._limit_logged_at: float | None = None
         self._closing = False   # no more accepting: stopping, or stopped
         self._shutdown_timer: Timer | None = None
+        self._delay_timer: Timer | None = None  # set during --shutdown-delay
+        # A graceful stop has begun: the readiness path answers 503 (see health.py).
+        self.stop_requested = False
         self.abandoned_jobs = False  # executor jobs still ran when the server stopped
         # Every --cache-valid seconds (or every second, if that is sooner),
         # drop the cache entries that can answer nothing any more, closing the
@@ -251,13 +259,29 @@ class Server:
     def on_stop_signal(self) -> None:
         """SIGTERM or SIGINT (on the loop thread): the first begins a graceful
         stop, a second one stops at once."""
-        if self.draining:
+        if self.stop_requested:
             log_error("second signal: stopping now")
             self.stop_now()
         else:
             self.begin_shutdown()
 
     def begin_shutdown(self) -> None:
+        """Begin a graceful stop: the readiness path answers 503 from now on;
+        the drain follows after --shutdown-delay (at once without one)."""
+        self.stop_requested = True
+        delay = self.config.shutdown_delay
+        if delay > 0 and not self._closing:
+            log_error(f"stopping in {delay:g} s: {self.config.health_path or 'the readiness path'} answers "
+                      "503 meanwhile, and requests are served as usual")
+            self._delay_timer = self.reactor.call_later(delay, self._end_delay)
+        else:
+            self._begin_drain()
+
+    def _end_delay(self) -> None:
+        self._delay_timer = None
+        self._begin_drain()
+
+    def _begin_drain(self) -> None:
         """Stop accepting, close idle connections, let the others finish their
         response; stop the loop when none is left, or at the shutdown timeout."""
         self.parts.context.stopping = True
@@ -281,6 +305,7 @@ class Server:
     def stop_now(self) -> None:
         """Close every connection and stop the loop (loop thread; from another
         thread use call_soon_threadsafe)."""
+        self.stop_requested = True
         self.parts.context.stopping = True
         self._stop_serving_new_connections()
         for connection in list(self.connections):
@@ -309,10 +334,10 @@ class Server:
 
     def _close_everything(self) -> None:
         self._stop_serving_new_connections()
-        for timer in (self._shutdown_timer, self._expiry_timer):
+        for timer in (self._shutdown_timer, self._expiry_timer, self._delay_timer):
             if timer is not None:
                 self.reactor.cancel(timer)
-        self._shutdown_timer = self._expiry_timer = None
+        self._shutdown_timer = self._expiry_timer = self._delay_timer = None
         for connection in list(self.connections):
             connection.close()
         parts = self.parts

@@ -240,6 +240,34 @@ def response_header(text):
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
 
 
+def cache_control_rule(text):
+    """'VALUE' or 'PATTERN=VALUE' -> (pattern or None, value); see static/cache_policy.py."""
+    from ..static.cache_policy import is_pattern_rule
+    pattern = None
+    value = text.strip()
+    if is_pattern_rule(value):
+        pattern, equals, value = value.partition("=")
+        if not equals:
+            raise ValueError(f"expected PATTERN=VALUE, e.g. '*.html=no-cache', not {text!r}")
+        pattern, value = pattern.strip(), value.strip()
+    if not _FIELD_VALUE.fullmatch(value):
+        raise ValueError(f"a Cache-Control value is visible ASCII characters and spaces, not {value!r}")
+    return pattern, value
+
+
+def _show_cache_control(value):
+    return value[1] if value[0] is None else f"{value[0]}={value[1]}"
+
+
+ETAG_KINDS = ("mtime", "content")
+
+
+def etag_kind(text):
+    if text not in ETAG_KINDS:
+        raise ValueError(f"must be one of {', '.join(ETAG_KINDS)}, not {text!r}")
+    return text
+
+
 def cors_origin(text):
     """'*' or one origin, e.g. https://app.example.com (RFC 6454 §7)."""
     if text == "*" or _ORIGIN.fullmatch(text):
@@ -368,8 +396,14 @@ SETTINGS = (
       kind="switch", switch_value=False),
     S("--gzip", "gzip", None, "compress text files on the fly for clients that accept gzip "
       "(cached; never for range requests)", kind="switch"),
-    S("--cache-control", "cache_control", str, "a Cache-Control value for file responses, e.g. "
-      "'max-age=3600'", metavar="VALUE"),
+    S("--cache-control", "cache_control", cache_control_rule, "a Cache-Control value for file "
+      "responses, e.g. 'max-age=3600'; or PATTERN=VALUE for the paths a glob matches, e.g. "
+      "'/assets/*=max-age=31536000, immutable' or '*.html=no-cache'; repeatable, the first matching "
+      "pattern wins, the plain VALUE is for paths no pattern matches", kind="list",
+      metavar="[PATTERN=]VALUE", show=_show_cache_control),
+    S("--etag", "etag", etag_kind, "how ETags are made: mtime (from the modification time and size, "
+      "as nginx) or content (a digest of the bytes, the same on every replica whatever its mtimes; "
+      "computed once per file version, on the executor)", metavar="KIND"),
     S("--header", "headers", response_header, "add a field to every response, e.g. "
       "'X-Frame-Options: DENY'; repeatable", kind="list", metavar="'NAME: VALUE'",
       show=_show_header),
@@ -386,6 +420,9 @@ SETTINGS = (
       "'try_files $uri /index.html' (single-page apps)", metavar="PATH"),
     S("--status-path", "status_path", site_path, "answer GET PATH with the server's status as JSON "
       "(connections, requests, cache, executor), for --status-allow clients only", metavar="PATH"),
+    S("--health-path", "health_path", site_path, "answer GET PATH with 200 while serving and 503 "
+      "once a graceful stop begins, for load balancers and readiness probes (open to every client)",
+      metavar="PATH"),
     S("--status-allow", "status_allow", network, "addresses that may read --status-path, repeatable "
       "(default: loopback only)", kind="list", metavar="CIDR", show=str),
     # How files are read and sent.
@@ -465,6 +502,9 @@ SETTINGS = (
       "response for this long", "limits", metavar="DURATION"),
     S("--shutdown-timeout", "shutdown_timeout", seconds, "on SIGTERM or SIGINT, let responses in "
       "progress finish for at most this long, then close what is left", "limits", metavar="DURATION"),
+    S("--shutdown-delay", "shutdown_delay", non_negative_seconds, "on SIGTERM or SIGINT, go on serving "
+      "this long first while --health-path answers 503, so that a load balancer takes the server out "
+      "before its listeners close (Caddy's shutdown_delay)", "limits", metavar="DURATION"),
     # Teaching experiments.
     S("--disk-delay", "disk_delay", non_negative_seconds, "make every file job (stat, open, read) "
       "sleep this long first: a slow disk, simulated", "teaching", metavar="DURATION"),
@@ -768,6 +808,12 @@ def _inconsistency(config):
         return "--auth-path needs --auth-file"
     if config.rate_burst and not config.rate_limit:
         return "--rate-burst needs --rate-limit"
+    plain = [value for pattern, value in config.cache_control if pattern is None]
+    if len(plain) > 1:
+        return (f"--cache-control is given {len(plain)} plain values ({', '.join(map(repr, plain))}): "
+                "give one, and PATTERN=VALUE for the paths that need another")
+    if config.health_path and config.health_path == config.status_path:
+        return "--health-path and --status-path must be different paths"
     return None
 
 

@@ -76,7 +76,7 @@ def status_document(server: Server) -> dict[str, Any]:
         "server": f"reactor_http {__version__}",
         "pid": os.getpid(),
         "uptime_seconds": round(time.monotonic() - server.started_at, 3),
-        "stopping": server.draining,
+        "stopping": server.stop_requested,
         "connections": {
             "open": len(server.connections),
             "by_state": server.connections_by_state(),

@@ -3,6 +3,7 @@
     reactor  <-  executor  (jobs complete on the reactor's thread)
     site (static files)  <-  status page (answers its own path, hands on the rest)
                          <-  access guard (403, 429, 401, or hands on; only if configured)
+                         <-  readiness path (answers its own path, hands on the rest)
     renderer, memos, access log
     connection context  (what every connection is given: the parts above)
     server  (accepts connections with that context, limits them, stops them)
@@ -25,6 +26,7 @@ from ..http1.responses import HeadRenderer
 from ..loop.executor import BlockingExecutor
 from ..loop.reactor import Reactor, make_selector
 from ..static.site import StaticSite, response_fields
+from .health import HealthCheck
 from .limits import DescriptorPlan, plan_descriptors
 from .logs import AccessLog, log_error
 from .server import Server
@@ -88,7 +90,11 @@ def build_server(config: Config, tls_context: Any = None, access_stream: TextIO 
         handler = StatusPage(lambda: status_document(server), parts.site, config.status_path,
                              config.status_allow)
     parts.access = build_guard(config, handler, parts.reactor.clock, log_error)
-    parts.context.handler = parts.access or handler
+    handler = parts.access or handler
+    if config.health_path:
+        # In front of the guard: a load balancer cannot log in (health.py).
+        handler = HealthCheck(lambda: server.stop_requested, handler, config.health_path)
+    parts.context.handler = handler
     return server
 
 

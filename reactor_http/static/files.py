@@ -20,6 +20,7 @@ import os
 import stat
 
 from .autoindex import scan_directory
+from .digests import content_etag, digest_of_bytes
 from .negotiation import PRECOMPRESSED_SUFFIXES, SERVER_PREFERENCE
 from .paths import is_hidden
 
@@ -113,10 +114,12 @@ class Resource:
                 variant.fd = -1
 
 
-def resolve(root, segments, wants_directory, show_hidden=False, precompressed=True, autoindex=False):
+def resolve(root, segments, wants_directory, show_hidden=False, precompressed=True, autoindex=False,
+            digests=None):
     """Resolve ``segments`` under ``root`` (a real path): Refused, MissingSlash,
     Listing or Resource. Raises OSError only for the unexpected (an I/O error),
-    which the caller turns into a 500."""
+    which the caller turns into a 500. With ``digests`` (a ContentDigests,
+    for --etag content), every variant's ETag is a digest of its bytes."""
     # Performance: os.path.join walks its arguments in Python, one by one;
     # segments hold no "/" (paths.py split on it), so one str.join will do.
     found = _real_path(root, root.rstrip(os.sep) + os.sep + os.sep.join(segments) if segments else root,
@@ -146,7 +149,7 @@ def resolve(root, segments, wants_directory, show_hidden=False, precompressed=Tr
         return Refused(404)  # "/file.txt/": a file is not a directory
     if not stat.S_ISREG(info.st_mode):
         return Refused(403, "not a regular file")  # a FIFO or device: never open it
-    variant = _read_variant("identity", real_path)
+    variant = _read_variant("identity", real_path, digests)
     if isinstance(variant, Refused):
         return variant
     resource = Resource(name, {"identity": variant})
@@ -154,7 +157,7 @@ def resolve(root, segments, wants_directory, show_hidden=False, precompressed=Tr
         if precompressed:
             for coding in SERVER_PREFERENCE:
                 sibling = _sibling_variant(root, coding, real_path + PRECOMPRESSED_SUFFIXES[coding],
-                                           show_hidden)
+                                           show_hidden, digests)
                 if sibling is not None:
                     resource.variants[coding] = sibling
     except BaseException:
@@ -184,7 +187,7 @@ def _real_path(root, path, show_hidden):
     return real_path, info
 
 
-def _sibling_variant(root, coding, path, show_hidden):
+def _sibling_variant(root, coding, path, show_hidden, digests):
     """A precompressed sibling, if there is a readable regular file there."""
     try:
         os.stat(path)
@@ -193,7 +196,7 @@ def _sibling_variant(root, coding, path, show_hidden):
     found = _real_path(root, path, show_hidden)  # a sibling may be a symlink too
     if isinstance(found, Refused) or not stat.S_ISREG(found[1].st_mode):
         return None
-    variant = _read_variant(coding, found[0])
+    variant = _read_variant(coding, found[0], digests)
     return None if isinstance(variant, Refused) else variant
 
 
@@ -215,9 +218,10 @@ def _open(path):
         return _refusal_for(error)
 
 
-def _read_variant(coding, real_path):
+def _read_variant(coding, real_path, digests=None):
     """Open a file (so that one we may not read is refused now, for HEAD as for
-    GET), fstat it, and read it if it is small. Returns Variant or Refused."""
+    GET), fstat it, and read it if it is small. Returns Variant or Refused.
+    With ``digests``, the ETag is a digest of the bytes (digests.py)."""
     fd = _open(real_path)
     if isinstance(fd, Refused):
         return fd
@@ -229,11 +233,19 @@ def _read_variant(coding, real_path):
                 return Refused(403, "not a regular file")
             if info.st_size > SMALL_FILE_BYTES:
                 variant = Variant(coding, real_path, info)
+                if digests is not None:
+                    digest = digests.digest_of_open_file(fd, info)
+                    if digest is None:
+                        continue  # it changed while being read: look again
+                    variant.etag = content_etag(digest, coding)
                 variant.fd, fd = fd, -1  # kept open, for sendfile
                 return variant
             data = os.pread(fd, info.st_size + 1, 0)
             if len(data) == info.st_size:
-                return Variant(coding, real_path, info, data)
+                variant = Variant(coding, real_path, info, data)
+                if digests is not None:
+                    variant.etag = content_etag(digest_of_bytes(data), coding)
+                return variant
             # The file changed size between fstat and read: look again.
         raise OSError(errno.EAGAIN, f"{real_path} keeps changing while being read")
     finally:
@@ -241,7 +253,7 @@ def _read_variant(coding, real_path):
             os.close(fd)
 
 
-def open_variant(variant):
+def open_variant(variant, digests=None):
     """Open a large variant for sending. Returns ``(fd, fresh_variant)``, the
     caller owning fd, where fresh_variant describes the file now open (it may
     have changed since ``variant`` was made); or Refused if it is gone."""
@@ -249,11 +261,19 @@ def open_variant(variant):
     if isinstance(fd, Refused):
         return fd
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            return Refused(403, "not a regular file")
-        return fd, Variant(variant.coding, variant.path, info)
+        for _ in range(READ_ATTEMPTS):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                os.close(fd)
+                return Refused(403, "not a regular file")
+            fresh = Variant(variant.coding, variant.path, info)
+            if digests is None:
+                return fd, fresh
+            digest = digests.digest_of_open_file(fd, info)  # remembered, unless the file changed
+            if digest is not None:
+                fresh.etag = content_etag(digest, fresh.coding)
+                return fd, fresh
+        raise OSError(errno.EAGAIN, f"{variant.path} keeps changing while being read")
     except BaseException:
         os.close(fd)
         raise

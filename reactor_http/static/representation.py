@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..http1.responses import FileBody, Response, error_response
 from . import files
+from .cache_policy import CachePolicy
 from .conditional import evaluate_preconditions, format_http_date, if_range_allows_range
 from .content_types import content_type
+from .digests import ContentDigests
 from .negotiation import acceptable_encodings, is_compressible
 from .ranges import UNSATISFIABLE, content_range, make_boundary, multipart_layout, parse_range, unsatisfied_range
 
@@ -47,7 +49,9 @@ class Representations:
                  error: Callable[..., Response | None], sending_files: int = 1 << 20):
         self.gzip = config.gzip
         self.sending = SendingFiles(sending_files)
-        self._cache_control = f"Cache-Control: {config.cache_control}\r\n" if config.cache_control else ""
+        self.cache_policy = CachePolicy(config.cache_control)
+        # --etag content: ETags from the bytes, computed on the executor (digests.py).
+        self.digests = ContentDigests() if config.etag == "content" else None
         self._cache = cache
         self._error = error  # the site's error answer (it knows the error pages)
 
@@ -60,13 +64,14 @@ class Representations:
             return self._content_source(request, identity, exchange, lambda variant, source: self._response(
                 status, self._representation_fields(resource, variant), source, 0, variant.size))
         headers = request.headers
+        cache_control = self.cache_policy.field_for(path.key())
         variant = self._choose_variant(resource, headers)
         if (self.gzip and variant.coding == "identity" and "range" not in headers
                 and self._should_gzip(resource, variant, headers)):
-            self._gzip_then_serve(request, path, resource, variant, exchange)
+            self._gzip_then_serve(request, path, resource, variant, exchange, cache_control)
             return None
-        return self._content_source(request, variant, exchange,
-                                 lambda fresh, source: self._file_response(request, resource, fresh, source))
+        return self._content_source(request, variant, exchange, lambda fresh, source: self._file_response(
+            request, resource, fresh, source, cache_control))
 
     # -- which representation -------------------------------------------------------
 
@@ -92,14 +97,14 @@ class Representations:
         return "gzip" in acceptable_encodings(headers.get("accept-encoding"), ("gzip",))
 
     def _gzip_then_serve(self, request: Request, path: RequestPath, resource: files.Resource,
-                         variant: files.Variant, exchange: Exchange) -> None:
+                         variant: files.Variant, exchange: Exchange, cache_control: str) -> None:
         def on_compressed(compressed: files.Variant | None) -> Response | None:
             if compressed is not None:
                 resource.variants["gzip"] = compressed
                 self._cache.update_size(path.key())
             chosen = compressed if compressed is not None else variant
-            return self._content_source(request, chosen, exchange,
-                                     lambda fresh, source: self._file_response(request, resource, fresh, source))
+            return self._content_source(request, chosen, exchange, lambda fresh, source: self._file_response(
+                request, resource, fresh, source, cache_control))
         exchange.run_blocking(files.gzip_variant, (variant, GZIP_MAX_BYTES), on_compressed)
 
     # -- where the content comes from ---------------------------------------------------
@@ -130,7 +135,7 @@ class Representations:
                 return self._error(request, opened.status, opened.detail, exchange)
             fd, fresh = opened
             return build(fresh, fd)
-        exchange.run_blocking(files.open_variant, (variant,), on_opened)
+        exchange.run_blocking(files.open_variant, (variant, self.digests), on_opened)
         return None
 
     # -- a response from its source --------------------------------------------------------
@@ -174,17 +179,18 @@ class Representations:
             return "Vary: Accept-Encoding\r\n"
         return ""
 
-    def _validator_fields(self, resource: files.Resource, variant: files.Variant) -> str:
+    def _validator_fields(self, resource: files.Resource, variant: files.Variant, cache_control: str) -> str:
         return (f"Last-Modified: {format_http_date(variant.mtime)}\r\nETag: {variant.etag}\r\n"
-                + self._vary_field(resource) + self._cache_control)
+                + self._vary_field(resource) + cache_control)
 
     # -- preconditions, ranges, the whole file ----------------------------------------------
 
     def _file_response(self, request: Request, resource: files.Resource, variant: files.Variant,
-                       source: Source) -> Response:
-        """Preconditions, then ranges, then the whole file (RFC 9110 §13.2.2)."""
+                       source: Source, cache_control: str) -> Response:
+        """Preconditions, then ranges, then the whole file (RFC 9110 §13.2.2).
+        ``cache_control`` is the path's field line (cache_policy.py), or ""."""
         headers = request.headers
-        validators = self._validator_fields(resource, variant)
+        validators = self._validator_fields(resource, variant, cache_control)
         outcome = evaluate_preconditions(request.method, headers, variant.etag, variant.mtime)
         if outcome is not None:
             self._drop_source(source)

@@ -60,7 +60,6 @@ class StaticSite:
         self.cache = FileCache(config.cache_bytes, config.cache_valid, clock, max_open_files)
         self.answers = answers if answers is not None else AnswerMemo()
         self.representations = Representations(config, self.cache, self._error, sending_files)
-        self._cache_control = f"Cache-Control: {config.cache_control}\r\n" if config.cache_control else ""
         # --error-page 404=/404.html and --fallback /index.html, parsed once.
         self._error_pages = {status: parse_target(path, show_hidden=True)
                              for status, path in config.error_pages}
@@ -135,7 +134,8 @@ class StaticSite:
                     result.close()  # not cached: nobody else will close its descriptors
 
         exchange.run_blocking(files.resolve, (self.root, path.segments, path.directory, self.show_hidden,
-                                              self.precompressed, self.autoindex), on_resolved)
+                                              self.precompressed, self.autoindex,
+                                              self.representations.digests), on_resolved)
         return None
 
     def _rememberable(self, result: Any, response: Response) -> bool:
@@ -162,7 +162,8 @@ class StaticSite:
         if isinstance(result, files.Listing):
             body = render_listing(path.url_path(), result.entries)
             return Response(200, "Content-Type: text/html; charset=utf-8\r\n"
-                                 "X-Content-Type-Options: nosniff\r\n" + self._cache_control, body)
+                                 "X-Content-Type-Options: nosniff\r\n"
+                                 + self.representations.cache_policy.field_for(path.key()), body)
         if (result.status == 404 and self._try_html and not tried_html and not path.directory
                 and path.segments and not path.segments[-1].endswith(".html")):
             # Clean URLs, nginx's try_files $uri $uri.html: /about is about.html.

@@ -21,6 +21,7 @@ with a generous deadline and never assert how long something took (the one
 that proves a cached copy is used gives it an hour of validity).
 """
 
+import base64
 import gzip
 import hashlib
 import http.client
@@ -907,6 +908,85 @@ def test_cache_control_on_file_responses(own_server, site_root):
     assert_not_modified(response, file_etag, extra_fields={"cache-control"})
     assert response[1]["cache-control"] == "max-age=60, public"
     assert_error(exchange(server, "/missing.txt"), 404)
+
+
+def test_cache_control_by_path(own_server, site_root):
+    """--cache-control PATTERN=VALUE rules, the first match winning, and the
+    plain value for the rest: on 200, 206 and 304, for a directory's index
+    ("/" is matched as /index.html), large files and precompressed variants
+    alike; never on errors."""
+    server = own_server(site_root, "--cache-control", "*.html=no-cache",
+                        "--cache-control", "/app.*=public, max-age=31536000, immutable",
+                        "--cache-control", "max-age=60")
+    immutable = "public, max-age=31536000, immutable"
+    for target, fields, value in (
+            ("/", {}, "no-cache"),
+            ("/index.html", {}, "no-cache"),
+            ("/app.js", {}, immutable),
+            ("/app.js", {"Accept-Encoding": "br"}, immutable),
+            ("/app.js.gz", {}, immutable),
+            ("/small.txt", {}, "max-age=60"),
+            ("/large.bin", {"Range": "bytes=0-9"}, "max-age=60"),
+            ("/large.bin", {"If-None-Match": etag(len(LARGE))}, "max-age=60")):
+        status, headers, _ = exchange(server, target, fields)
+        assert status in (200, 206, 304)
+        assert headers["cache-control"] == value, (target, fields)
+    assert "cache-control" not in fetch(server, "/missing.html")[1]
+    # Rules without a plain value: a path no rule matches gets none.
+    server = own_server(site_root, "--cache-control", "*.html=no-cache")
+    assert fetch(server, "/index.html")[1]["cache-control"] == "no-cache"
+    assert "cache-control" not in fetch(server, "/small.txt")[1]
+
+
+def content_tag(content, coding="identity"):
+    """What --etag content says for these bytes (static/digests.py)."""
+    tag = base64.urlsafe_b64encode(hashlib.sha256(content).digest()[:16]).decode().rstrip("=")
+    return f'"{tag}"' if coding == "identity" else f'"{tag}-{coding}"'
+
+
+def test_etag_content_agrees_across_copies_with_other_mtimes(own_server, site_root, tmp_path):
+    """Two servers on two copies of the tree, their mtimes years apart: with
+    --etag content the ETags agree, for small files, large ones sent with
+    sendfile (and without), and precompressed variants; and a validator from
+    one is honoured by the other: If-None-Match gives 304, If-Range 206,
+    If-Match 200. Without the flag they differ (why it exists)."""
+    other_root = build_root(tmp_path / "copy", SITE_FILES, mtime=MTIME - 86400 * 400)
+    first = own_server(site_root, "--etag", "content")
+    second = own_server(other_root, "--etag", "content", "--no-sendfile")
+    for target, fields, content in (("/small.txt", {}, SMALL), ("/large.bin", {}, LARGE),
+                                    ("/app.js", {"Accept-Encoding": "gzip"}, SCRIPT_GZIP),
+                                    ("/", {}, SITE_FILES["index.html"])):
+        status, headers, body = exchange(first, target, fields)
+        assert (status, body) == (200, content)
+        coding = headers.get("content-encoding", "identity")
+        assert headers["etag"] == content_tag(content, coding)
+        assert exchange(second, target, fields)[1]["etag"] == headers["etag"]
+        tag = headers["etag"]
+        assert exchange(second, target, dict(fields, **{"If-None-Match": tag}))[0] == 304
+        assert exchange(second, target, dict(fields, **{"If-Match": tag}))[0] == 200
+    tag = fetch(first, "/large.bin")[1]["etag"]
+    status, headers, body = exchange(second, "/large.bin", {"Range": "bytes=1000-1999", "If-Range": tag})
+    assert (status, body, headers["etag"]) == (206, LARGE[1000:2000], tag)
+    # Last-Modified still says each copy's own mtime.
+    assert fetch(first, "/small.txt")[1]["last-modified"] != fetch(second, "/small.txt")[1]["last-modified"]
+    plain = own_server(other_root)
+    assert fetch(plain, "/small.txt")[1]["etag"] != content_tag(SMALL)
+
+
+def test_etag_content_follows_a_rewrite(own_server, tmp_path):
+    """A file rewritten in place with the same size and mtime (what an mtime
+    tag cannot see) gets a new content tag once the cache looks again; the
+    old tag then gets 200, not 304."""
+    root = build_root(tmp_path / "root", {"data.bin": LARGE})
+    server = own_server(root, "--etag", "content", "--cache-valid", "0.1s")
+    old_tag = fetch(server, "/data.bin")[1]["etag"]
+    changed = LARGE[::-1]
+    (root / "data.bin").write_bytes(changed)
+    os.utime(root / "data.bin", (MTIME, MTIME))
+    wait_until(lambda: fetch(server, "/data.bin")[1]["etag"] == content_tag(changed), 10,
+               "the new bytes never got their own tag")
+    status, headers, body = fetch(server, "/data.bin", {"If-None-Match": old_tag})
+    assert (status, body, headers["etag"]) == (200, changed, content_tag(changed))
 
 
 AUTOINDEX_FILES = {

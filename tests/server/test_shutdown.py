@@ -10,13 +10,13 @@ second signal ends it at once.
 import hashlib
 import random
 import signal
-import socket
 import time
 
 import psutil
 import pytest
 from support.clients import RawClient, get, read_head
 from support.environment import wait_until
+from support.servers import refuses_connections, wait_for_exit
 
 MIB = 1 << 20
 BIG_MIB = 200
@@ -70,17 +70,6 @@ def finish_download(sock, digest, received):
     return received, digest.hexdigest()
 
 
-def refuses_connections(server):
-    try:
-        probe = socket.create_connection((server.host, server.port), timeout=5)
-    except (ConnectionRefusedError, ConnectionResetError):
-        # Refused; or reset, when the listener closed with this connection
-        # still in its backlog.
-        return True
-    probe.close()
-    return False
-
-
 def idle_keep_alive_client(server):
     client = RawClient(server.connect())
     status, headers, body = client.request(get("/index.html"))
@@ -99,12 +88,6 @@ def request_while_the_disk_works(start_server, big_site, disk_delay):
     wait_until(lambda: any("running resolve" in line for line in server.stderr_lines), 10,
                "the file job never started")
     return server, client
-
-
-def wait_for_exit(server, timeout=60):
-    status = server.process.wait(timeout)
-    server.stop()  # joins the output readers
-    return status
 
 
 @pytest.mark.parametrize("flags", [(), ("--no-sendfile",)], ids=["sendfile", "no-sendfile"])

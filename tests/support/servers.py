@@ -139,3 +139,18 @@ def stop_and_check(server):
     assert "Traceback" not in stderr, stderr
 
 
+def refuses_connections(server):
+    try:
+        probe = socket.create_connection((server.host, server.port), timeout=5)
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Refused; or reset, when the listener closed with this connection
+        # still in its backlog.
+        return True
+    probe.close()
+    return False
+
+
+def wait_for_exit(server, timeout=60):
+    status = server.process.wait(timeout)
+    server.stop()  # joins the output readers
+    return status
