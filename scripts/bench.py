@@ -43,6 +43,14 @@ for how CPU per request holds as workers are added. --reactor-http-checkout
 NAME=DIR adds the reactor_http of another checkout (the commit before a
 change, say), started the same way, measured in the same run and compared in
 the ratio tables: a change and what it changed, one invocation.
+--reactor-http-python NAME=INTERPRETER does the same for this checkout's
+reactor_http under another Python (it needs nothing outside the standard
+library, so any CPython from 3.10 on runs it from the checkout): one row per
+interpreter, same run, same machine. The interpreter must answer `-c 'import
+sys; print(sys.version)'` before anything starts; its full sys.version is in
+the row's label and in the JSON, and the plain reactor_http row then names
+the harness's own Python too. Both options are repeatable, and each NAME is a
+server of its own beside the others.
 
 Peers run from the launchers in scripts/bench_peers/ (one file per server, each
 configured as its users would for static files) and are skipped, with a note,
@@ -74,6 +82,11 @@ Commands (from the repository's root):
     python3 scripts/bench.py --servers reactor_http --reactor-http-checkout before=/tmp/before \
         --scenarios S1,S2,S4
 
+    # one row per Python: this tree under each interpreter (and the harness's own), in one run
+    python3 scripts/bench.py --servers reactor_http,nginx_tuned --scenarios S1,S4 \
+        --reactor-http-python py3.10=~/.pyenv/versions/3.10.13/bin/python3 \
+        --reactor-http-python py3.12=~/.pyenv/versions/3.12.1/bin/python3
+
 Needs wrk and taskset (util-linux) on PATH, Linux, psutil; matplotlib for --png.
 
 `bench.py idle-client ...` is the S5 client, which the harness starts itself.
@@ -93,6 +106,7 @@ import re
 import resource
 import selectors
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -137,6 +151,8 @@ from harness.server import (
 from reactor_http.server.limits import raise_descriptor_limit
 
 PEERS = os.path.join(REPO, "scripts", "bench_peers")
+# The oldest Python reactor_http runs on (setup.cfg's python_requires).
+MINIMUM_PYTHON = (3, 10)
 
 # The document root: name -> size in bytes.
 DOCUMENT_FILES = {
@@ -218,6 +234,9 @@ class ServerSpec:
     access_log: bool = False        # the access log on (into a file), not --quiet
     on_worker_cpus: bool = False    # --workers N on --worker-cpus, N = how many CPUs that is
     checkout: str = None            # another checkout's reactor_http (--reactor-http-checkout)
+    python: str = None              # another interpreter for this checkout's (--reactor-http-python)
+    python_version: str = None      # its sys.version, whitespace collapsed to single spaces
+    python_executable: str = None   # its sys.executable (a pyenv shim's is the Python it chose)
     launcher_args: tuple = ()       # more flags for the launcher
     speaks_tls: bool = False        # its launcher takes --certfile and --keyfile
 
@@ -415,6 +434,9 @@ def start_server(spec, port, root, options, work_directory, certificate=None):
         elif options.reactor_workers:
             flags += ["--workers", str(options.reactor_workers)]
         flags += shlex.split(options.reactor_args or "")
+        if spec.python:  # as ReactorHttpProcess does, with that interpreter for sys.executable
+            return ServerProcess([*launcher, spec.python, "-m", "reactor_http", *flags], cwd=REPO,
+                                 env=python_environment(REPO), **process_options)
         return ReactorHttpProcess(flags, checkout=spec.checkout or REPO, launcher=launcher, **process_options)
     command = [sys.executable, os.path.join(PEERS, spec.launcher), "--port", str(port), "--root", root,
                *spec.launcher_args, *tls_flags]
@@ -438,7 +460,9 @@ def server_version(spec):
         checkout = spec.checkout or REPO
         version = reactor_http_version(checkout)
         commit = program_version(["git", "-C", checkout, "rev-parse", "--short", "HEAD"])
-        return f"{version[:-1]}, commit {commit})" if commit and re.fullmatch(r"[0-9a-f]+", commit) else version
+        if commit and re.fullmatch(r"[0-9a-f]+", commit):
+            version = f"{version[:-1]}, commit {commit})"
+        return f"{version}, on Python {spec.python_version}" if spec.python else version
     if spec.program == "nginx":
         return program_version([find_program("nginx"), "-v"])
     versions = []
@@ -1106,7 +1130,9 @@ def render_chart(report, path):
     rows = (len(panels) + columns - 1) // columns
     figure, axes = pyplot.subplots(rows, columns, figsize=(13, 3.1 * rows + 0.6), squeeze=False)
     labels = {name: report["servers"][name]["label"] for name in report["servers"]}
-    checkouts = {name for name, entry in report["servers"].items() if entry.get("checkout")}
+    pythons = report["options"].get("reactor_http_pythons", {})
+    checkouts = {name for name, entry in report["servers"].items()  # other checkouts, other Pythons
+                 if entry.get("checkout") or name in pythons}
     for axis, (title, unit, bars) in zip(axes.flat, panels, strict=False):  # spare axes stay blank
         names = [labels[server] for server, *_ in bars]
         values = [value for _, value, _, _, _ in bars]
@@ -1187,6 +1213,16 @@ def build_parser():
                              "--reactor-workers, --reactor-args), side by side with the others in the "
                              "same run and in the ratio tables; added to --servers unless named there; "
                              "repeatable")
+    parser.add_argument("--reactor-http-python", action="append", default=[], type=_python,
+                        metavar="NAME=INTERPRETER",
+                        help="also measure this checkout's reactor_http run by another Python "
+                             "(e.g. py3.10=~/.pyenv/versions/3.10.13/bin/python3; a bare name is looked "
+                             "up on PATH), as server NAME, with reactor_http's flags, side by side with "
+                             "the others in the same run and in the ratio tables: one row per interpreter, "
+                             "labelled with its full sys.version (and the plain reactor_http's row with "
+                             "the harness's); the interpreter must run and be Python "
+                             f"{'.'.join(map(str, MINIMUM_PYTHON))} or later; added to --servers unless "
+                             "named there; repeatable, and beside --reactor-http-checkout")
     parser.add_argument("--json", metavar="PATH", help="write every figure, run by run, as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
     parser.add_argument("--png", metavar="PATH", help="draw a bar chart (needs matplotlib)")
@@ -1198,16 +1234,54 @@ def build_parser():
 
 def _checkout(text):
     """NAME=DIR -> a ServerSpec running DIR's reactor_http as NAME."""
-    name, equals, directory = text.partition("=")
-    if not equals or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise argparse.ArgumentTypeError(f"expected NAME=DIR with NAME of letters, digits, . _ -, not {text!r}")
-    if name in SERVERS:
-        raise argparse.ArgumentTypeError(f"{name} is a server already; choose another name")
+    name, directory = _server_name(text, "NAME=DIR")
     directory = os.path.abspath(os.path.expanduser(directory))
     if not os.path.isfile(os.path.join(directory, "reactor_http", "__main__.py")):
         raise argparse.ArgumentTypeError(f"{directory} is not a checkout of reactor_http "
                                          "(no reactor_http/__main__.py)")
     return ServerSpec(name, f"reactor_http, checkout {name} ({directory})", checkout=directory, speaks_tls=True)
+
+
+def _server_name(text, shape):
+    """NAME of NAME=VALUE, and VALUE; ArgumentTypeError for a malformed or taken name."""
+    name, equals, value = text.partition("=")
+    if not equals or not value or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise argparse.ArgumentTypeError(f"expected {shape} with NAME of letters, digits, . _ -, not {text!r}")
+    if name in SERVERS:
+        raise argparse.ArgumentTypeError(f"{name} is a server already; choose another name")
+    return name, value
+
+
+def _python(text):
+    """NAME=INTERPRETER -> a ServerSpec running this checkout's reactor_http
+    under INTERPRETER as NAME, once the interpreter has said what it is."""
+    name, interpreter = _server_name(text, "NAME=INTERPRETER")
+    given = os.path.expanduser(interpreter)
+    path = os.path.abspath(given) if os.sep in given else shutil.which(given)
+    if path is None or not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"{name}: no interpreter at {interpreter!r}")
+    if not os.access(path, os.X_OK):
+        raise argparse.ArgumentTypeError(f"{name}: {path} is not executable")
+    # Run as the server will be: this path (a wrapper script runs the server
+    # too), this checkout first on the path, from its directory.
+    try:
+        completed = subprocess.run([path, "-c", "import sys; print(sys.executable); print(sys.version)"],
+                                   capture_output=True, text=True, timeout=60, cwd=REPO,
+                                   env=python_environment(REPO))
+    except (OSError, subprocess.SubprocessError) as error:
+        raise argparse.ArgumentTypeError(f"{name}: {path} does not run: {error}") from None
+    lines = completed.stdout.splitlines()
+    found = re.match(r"(\d+)\.(\d+)\.\d+", lines[1]) if completed.returncode == 0 and len(lines) > 1 else None
+    if found is None:
+        said = " ".join((completed.stdout + completed.stderr).split())[-300:]
+        raise argparse.ArgumentTypeError(f"{name}: {path} -c 'import sys; print(sys.version)' did not "
+                                         f"report a Python version (exit status {completed.returncode}): {said!r}")
+    version = " ".join(" ".join(lines[1:]).split())  # before 3.10, sys.version has a line break
+    if (int(found.group(1)), int(found.group(2))) < MINIMUM_PYTHON:
+        raise argparse.ArgumentTypeError(f"{name}: {path} is Python {version}; reactor_http needs "
+                                         f"{'.'.join(map(str, MINIMUM_PYTHON))} or later")
+    return ServerSpec(name, f"reactor_http on Python {version}", python=path, python_version=version,
+                      python_executable=lines[0], speaks_tls=True)
 
 
 def _positive_int(text):
@@ -1231,16 +1305,19 @@ def resolve_options(parser, options):
         if getattr(options, name) is None:
             setattr(options, name, fast if quick else normal)
     options.server_specs = dict(SERVERS)
-    for spec in options.reactor_http_checkout:
-        if spec.name in options.server_specs:
-            parser.error(f"--reactor-http-checkout: {spec.name} is given twice")
-        options.server_specs[spec.name] = spec
+    for flag, specs in (("--reactor-http-checkout", options.reactor_http_checkout),
+                        ("--reactor-http-python", options.reactor_http_python)):
+        for spec in specs:
+            if spec.name in options.server_specs:
+                parser.error(f"{flag}: {spec.name} is given twice (each NAME of --reactor-http-checkout "
+                             "and --reactor-http-python names one server)")
+            options.server_specs[spec.name] = spec
     options.server_list = [name.strip() for name in options.servers.split(",") if name.strip()]
     unknown = [name for name in options.server_list if name not in options.server_specs]
     if unknown or not options.server_list:
         parser.error(f"unknown server(s) {', '.join(unknown) or '(none given)'}; "
                      f"choose from {', '.join(options.server_specs)}")
-    options.server_list += [spec.name for spec in options.reactor_http_checkout
+    options.server_list += [spec.name for spec in (*options.reactor_http_checkout, *options.reactor_http_python)
                             if spec.name not in options.server_list]
     options.scenario_list = [name.strip() for name in options.scenarios.split(",") if name.strip()]
     unknown = [name for name in options.scenario_list if name not in SCENARIOS]
@@ -1320,7 +1397,11 @@ def main(argv=None):
                     "client_cpus": options.client_cpus, "worker_cpus": options.worker_cpus,
                     "reactor_workers": options.reactor_workers,
                     "reactor_args": options.reactor_args,
-                    "reactor_http_checkouts": {spec.name: spec.checkout for spec in options.reactor_http_checkout}},
+                    "reactor_http_checkouts": {spec.name: spec.checkout for spec in options.reactor_http_checkout},
+                    "reactor_http_pythons": {spec.name: {"interpreter": spec.python,
+                                                         "executable": spec.python_executable,
+                                                         "version": spec.python_version}
+                                             for spec in options.reactor_http_python}},
         "servers": {},
         "results": {},
     }
@@ -1333,12 +1414,17 @@ def main(argv=None):
             entry = report["servers"][name] = {"label": spec.label}
             if spec.checkout:
                 entry["checkout"] = spec.checkout
+            if spec.is_reactor_http:  # which Python ran it: the harness's unless --reactor-http-python
+                entry["python"] = spec.python_version or " ".join(sys.version.split())
+                entry["interpreter"] = spec.python or sys.executable
             if spec.on_worker_cpus:
                 cpus = parse_cpu_list(options.worker_cpus)
                 shared = set(cpus) & set(parse_cpu_list(options.client_cpus))
                 entry["label"] = (f"reactor_http, {len(cpus)} workers on CPUs {options.worker_cpus}"
                                   + (" (wrk shares CPU " + ",".join(map(str, sorted(shared))) + ")"
                                      if shared else ""))
+            if options.reactor_http_python and spec.is_reactor_http and not spec.python:
+                entry["label"] += f" on Python {entry['python']}"  # beside the other Pythons' rows
             reason = why_unavailable(spec)
             if reason:
                 entry["skipped"] = reason

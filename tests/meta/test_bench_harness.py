@@ -18,6 +18,8 @@ from support.environment import REPO, import_script, require_program
 
 BENCH = os.path.join(REPO, "scripts", "bench.py")
 bench = import_script("bench")
+# Another CPython for --reactor-http-python's real run (pyenv's, where the machine has it).
+OTHER_PYTHON = os.path.expanduser("~/.pyenv/versions/3.12.1/bin/python3")
 
 
 def cpu_flags():
@@ -36,7 +38,7 @@ def test_help_names_every_scenario_and_option():
         assert f"{name} " in text, name
     for option in ("--servers", "--scenarios", "--runs", "--duration", "--quick", "--server-cpus",
                    "--client-cpus", "--idle-connections", "--reactor-workers", "--json", "--png",
-                   "--reactor-http-checkout"):
+                   "--reactor-http-checkout", "--reactor-http-python"):
         assert option in text, option
 
 
@@ -179,3 +181,121 @@ def test_a_checkout_is_a_server_of_its_own(tmp_path):
         completed = subprocess.run([sys.executable, BENCH, "--reactor-http-checkout", wrong, "--quick"],
                                    capture_output=True, text=True, timeout=60)
         assert completed.returncode == 2 and "--reactor-http-checkout" in completed.stderr, completed.stderr
+
+
+def test_an_interpreter_is_a_server_of_its_own(monkeypatch):
+    """--reactor-http-python NAME=INTERPRETER adds NAME, running this checkout's
+    reactor_http under INTERPRETER, after the servers named and the checkouts
+    (or where --servers puts it), with the interpreter's own sys.version."""
+    parser = bench.build_parser()
+    options = bench.resolve_options(parser, parser.parse_args(
+        ["--servers", "reactor_http,nginx", "--reactor-http-python", f"other={sys.executable}",
+         "--reactor-http-checkout", f"before={REPO}"]))
+    assert options.server_list == ["reactor_http", "nginx", "before", "other"]
+    spec = options.server_specs["other"]
+    assert spec.is_reactor_http and spec.checkout is None and spec.speaks_tls
+    assert spec.python == sys.executable and spec.python_executable == sys.executable
+    assert spec.python_version == " ".join(sys.version.split())
+    assert spec.label == f"reactor_http on Python {spec.python_version}"
+    assert bench.server_version(spec).startswith("reactor_http ")
+    assert bench.server_version(spec).endswith(f", on Python {spec.python_version}")
+    options = bench.resolve_options(parser, parser.parse_args(
+        ["--servers", "other,reactor_http", "--reactor-http-python", f"other={sys.executable}"]))
+    assert options.server_list == ["other", "reactor_http"]
+    # A bare name is looked up on PATH; ~ is expanded.
+    directory, program = os.path.split(sys.executable)
+    monkeypatch.setenv("PATH", directory)
+    monkeypatch.setenv("HOME", directory)
+    assert bench._python(f"x={program}").python == sys.executable
+    assert bench._python(f"x=~/{program}").python == sys.executable
+
+
+def fake_python(path, script):
+    """An executable shell script at path standing in for an interpreter."""
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_bad_interpreter_is_refused_before_anything_starts(tmp_path, capsys):
+    """A malformed spec, a taken name, a missing or non-executable file, a
+    program that does not report a Python version, or a Python too old for
+    reactor_http: exit status 2 and a message naming the option and the reason."""
+    not_executable = tmp_path / "python-not-executable"
+    not_executable.write_text("")
+    wrong = {
+        "no-equals": ("python3", "expected NAME=INTERPRETER"),
+        "empty": ("py=", "expected NAME=INTERPRETER"),
+        "bad name": (f"a b={sys.executable}", "expected NAME=INTERPRETER"),
+        "taken": (f"nginx={sys.executable}", "nginx is a server already"),
+        "missing": (f"py={tmp_path / 'no-such-python'}", "no interpreter at"),
+        "not executable": (f"py={not_executable}", "is not executable"),
+        "not on PATH": ("py=no-such-python-anywhere", "no interpreter at"),
+        "says nothing": (f"py={fake_python(tmp_path / 'silent', 'exit 0')}", "did not report a Python version"),
+        "fails": (f"py={fake_python(tmp_path / 'failing', 'echo broken >&2; exit 3')}",
+                  "(exit status 3): 'broken'"),
+        "too old": ("py=" + fake_python(tmp_path / "old", 'echo /usr/bin/python3.9; echo "3.9.18 (main)"'),
+                    "is Python 3.9.18 (main); reactor_http needs 3.10 or later"),
+    }
+    parser = bench.build_parser()
+    for case, (spec, message) in wrong.items():
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(["--reactor-http-python", spec])
+        assert exit_info.value.code == 2, case
+        error = capsys.readouterr().err
+        assert "argument --reactor-http-python" in error and message in error, (case, error)
+    # One name for two servers, whichever options name them.
+    python = f"py={sys.executable}"
+    for arguments in (["--reactor-http-python", python, "--reactor-http-python", python],
+                      ["--reactor-http-checkout", f"py={REPO}", "--reactor-http-python", python]):
+        with pytest.raises(SystemExit) as exit_info:
+            bench.resolve_options(parser, parser.parse_args(arguments))
+        assert exit_info.value.code == 2
+        assert "--reactor-http-python: py is given twice" in capsys.readouterr().err
+
+
+def test_another_interpreter_is_measured_beside_the_harnesss_own(tmp_path):
+    """A real short run with another CPython: that interpreter (a wrapper that
+    notes its arguments, then runs it) serves this checkout's reactor_http; the
+    report names its full version in the JSON, in the row's label and in the
+    versions, and the plain reactor_http's row names the harness's Python."""
+    require_program("wrk")
+    require_program("taskset")
+    if not os.access(OTHER_PYTHON, os.X_OK):
+        pytest.skip(f"no {OTHER_PYTHON}")
+    calls = tmp_path / "calls"
+    wrapper = fake_python(tmp_path / "python", f'echo "$@" >> {calls}\nexec {OTHER_PYTHON} "$@"')
+    json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
+    completed = subprocess.run(
+        [sys.executable, BENCH, "--runs", "1", "--duration", "1", "--warmup", "0", "--scenarios", "S1,S4",
+         "--servers", "reactor_http", "--reactor-http-python", f"other={wrapper}",
+         "--json", str(json_path), "--markdown", str(markdown_path), *cpu_flags()],
+        capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(json_path.read_text())
+    version = subprocess.run([OTHER_PYTHON, "-c", "import sys; print(sys.version)"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    version = " ".join(version.split())
+    assert report["options"]["servers"] == ["reactor_http", "other"]
+    assert report["options"]["reactor_http_pythons"] == {
+        "other": {"interpreter": wrapper, "executable": OTHER_PYTHON, "version": version}}
+    other, plain = report["servers"]["other"], report["servers"]["reactor_http"]
+    assert other["python"] == version and other["interpreter"] == wrapper
+    assert other["label"] == f"reactor_http on Python {version}"
+    assert other["version"].endswith(f", on Python {version}")
+    assert plain["python"] == " ".join(sys.version.split()) and plain["interpreter"] == sys.executable
+    assert plain["label"] == f"reactor_http on Python {plain['python']}"
+    # The wrapper was asked for its version, then ran the server.
+    lines = calls.read_text().splitlines()
+    assert lines[0].startswith("-c ") and lines[1].startswith("-m reactor_http --port "), lines
+    results = report["results"]
+    for scenario in ("S1", "S4"):
+        run = results["other"][scenario]["runs"][0]
+        assert run["requests"] > 0 and run["unexpected_status"] == 0, scenario
+        assert report["ratios"]["other"][scenario]["throughput"] == pytest.approx(
+            results["reactor_http"][scenario]["requests_per_second"]["median"] / run["requests_per_second"])
+    markdown = markdown_path.read_text()
+    throughput = markdown.split("### Throughput")[1].split("###")[0]
+    assert f"| reactor_http on Python {version} | " in throughput
+    assert f"| reactor_http on Python {plain['python']} | " in throughput
+    assert f"other: {other['version']}" in markdown
