@@ -51,6 +51,9 @@ class Config:
     status_path: str | None = None                # e.g. "/_status"; None: no status page
     status_allow: tuple = LOOPBACK_NETWORKS
     health_path: str | None = None                # 200 while serving, 503 once stopping
+    metrics_path: str | None = None               # Prometheus metrics, for status_allow clients
+    dashboard_path: str | None = None             # the live page and its event stream, likewise
+    slow_callback_ms: float | None = None         # log each loop callback that held the thread longer
 
     # What is served, beyond the file itself.
     precompressed: bool = True             # style.css.br / .zst / .gz beside style.css

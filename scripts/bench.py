@@ -35,11 +35,14 @@ divided by the requests completed: server CPU-microseconds per request. wrk's ow
 CPU time is measured too: a run where wrk's core was at 90% or more is marked
 "*" (wrk-bound: the figure is the client's limit, not the server's).
 
-Two variants of reactor_http run beside the plain one (one worker, --quiet):
+Variants of reactor_http run beside the plain one (one worker, --quiet):
 reactor_http_log with its access log on (written to a file), for what logging
-costs, and reactor_http_workers with one worker process per CPU of
---worker-cpus (default: all of them, so on a 2-core machine wrk shares one),
-for how CPU per request holds as workers are added. --reactor-http-checkout
+costs; reactor_http_live with the live page (--dashboard-path) open in one
+client, whose feed the harness reads throughout, and reactor_http_metrics with
+--metrics-path scraped every second, for what watching costs; and
+reactor_http_workers with one worker process per CPU of --worker-cpus
+(default: all of them, so on a 2-core machine wrk shares one), for how CPU per
+request holds as workers are added. --reactor-http-checkout
 NAME=DIR adds the reactor_http of another checkout (the commit before a
 change, say), started the same way, measured in the same run and compared in
 the ratio tables: a change and what it changed, one invocation.
@@ -112,6 +115,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from harness import REPO
@@ -234,6 +238,7 @@ class ServerSpec:
     access_log: bool = False        # the access log on (into a file), not --quiet
     on_worker_cpus: bool = False    # --workers N on --worker-cpus, N = how many CPUs that is
     checkout: str = None            # another checkout's reactor_http (--reactor-http-checkout)
+    watched: str = None             # "live": the live page open in one client; "metrics": scraped each second
     python: str = None              # another interpreter for this checkout's (--reactor-http-python)
     python_version: str = None      # its sys.version, whitespace collapsed to single spaces
     python_executable: str = None   # its sys.executable (a pyenv shim's is the Python it chose)
@@ -248,6 +253,10 @@ class ServerSpec:
 SERVERS = {spec.name: spec for spec in (
     ServerSpec("reactor_http", "reactor_http", speaks_tls=True),
     ServerSpec("reactor_http_log", "reactor_http, access log on (to a file)", access_log=True, speaks_tls=True),
+    ServerSpec("reactor_http_live", "reactor_http, live page open in one client (--dashboard-path)",
+               watched="live", speaks_tls=True),
+    ServerSpec("reactor_http_metrics", "reactor_http, --metrics-path scraped every second",
+               watched="metrics", speaks_tls=True),
     ServerSpec("reactor_http_workers", "reactor_http, one worker per CPU of --worker-cpus",
                on_worker_cpus=True, speaks_tls=True),
     ServerSpec("ceiling", "ceiling: bare epoll loop, fixed answer", "ceiling.py"),
@@ -434,6 +443,10 @@ def start_server(spec, port, root, options, work_directory, certificate=None):
         elif options.reactor_workers:
             flags += ["--workers", str(options.reactor_workers)]
         flags += shlex.split(options.reactor_args or "")
+        if spec.watched == "live":
+            flags += ["--dashboard-path", LIVE_PAGE]
+        elif spec.watched == "metrics":
+            flags += ["--metrics-path", METRICS_PATH]
         if spec.python:  # as ReactorHttpProcess does, with that interpreter for sys.executable
             return ServerProcess([*launcher, spec.python, "-m", "reactor_http", *flags], cwd=REPO,
                                  env=python_environment(REPO), **process_options)
@@ -725,12 +738,16 @@ class Bench:
         server = RunningServer(process, psutil.Process(process.pid), port,
                                parse_cpu_list(server_cpus_for(spec, self.options)))
         results = {}
+        watcher = None
         try:
             process.wait_until_listening("127.0.0.1", port)
             if certificate:
                 results["tls"] = check_tls_answers(port, self.index_bytes)
             else:
                 check_answers(port, self.index_bytes, check_404=spec.name != "ceiling")
+            if spec.watched:
+                watcher = Watcher(port, spec.watched, certificate is not None)
+                watcher.start()
             for scenario in scenarios:
                 if spec.name == "ceiling" and not scenario.ceiling:
                     results[scenario.name] = {"skipped": "the ceiling loop answers every request alike"}
@@ -747,12 +764,75 @@ class Bench:
                     if not process.alive():
                         break
         finally:
+            if watcher is not None:
+                results["watched"] = watcher.stop()  # proof that it watched: what it received
             process.stop(timeout=10)
         if spec.access_log and not certificate:
             # Proof that the variant did log: its lines are in the server's output.
             with open(process.log_path, "rb") as file:
                 results["access_log"] = {"lines": sum(1 for line in file if b'] "GET ' in line)}
         return results
+
+
+LIVE_PAGE = "/_reactor"
+METRICS_PATH = "/metrics"
+
+
+class Watcher(threading.Thread):
+    """What watches reactor_http_live and reactor_http_metrics during their
+    runs, in this process: one client reading the live page's feed (an event a
+    second), or one scraping the metrics every second, as Prometheus would."""
+
+    def __init__(self, port, kind, tls):
+        super().__init__(daemon=True)
+        self.port, self.kind, self.tls = port, kind, tls
+        self.received = 0  # events, or scrapes
+        self.error = None
+        self._stopping = threading.Event()
+
+    def _connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        if self.tls:
+            import ssl
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
+        return sock
+
+    def run(self):
+        try:
+            if self.kind == "live":
+                with self._connect() as sock:
+                    sock.sendall(f"GET {LIVE_PAGE}/events HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+                    sock.settimeout(0.5)
+                    while not self._stopping.is_set():
+                        try:
+                            data = sock.recv(65536)
+                        except TimeoutError:
+                            continue
+                        if not data:
+                            break
+                        self.received += data.count(b"event: tick")
+            else:
+                while not self._stopping.wait(1.0):
+                    with self._connect() as sock:
+                        sock.sendall(f"GET {METRICS_PATH} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+                                     .encode())
+                        answer = b""
+                        while True:
+                            data = sock.recv(65536)
+                            if not data:
+                                break
+                            answer += data
+                    if b"reactor_http_responses_total" in answer:
+                        self.received += 1
+        except OSError as error:
+            self.error = repr(error)
+
+    def stop(self):
+        self._stopping.set()
+        self.join(10)
+        return {"kind": self.kind, "received": self.received, "error": self.error}
 
 
 def summarise_runs(runs):

@@ -25,6 +25,12 @@ What one run does:
 3. Samples the server every 100 ms with psutil (threads, descriptors, RSS, CPU)
    and, at the edges of each measured window, its context switches.
 
+`--live` serves the live page from every reactor_http run (`--dashboard-path
+/_reactor`) and prints its address, so that a class watches the connections,
+the threads and the loop's lag move as the ramp happens; with `--live-port`
+every reactor_http run listens on that one port, and one open page follows
+them all (its feed reconnects by itself as each run starts).
+
 `--selectors` runs reactor_http once per readiness backend (the baseline once);
 `--experiment blocking-loop` is the walkthrough's experiment instead: reactor_http
 with a slow disk simulated (`--disk-delay`, the file cache off), once with its
@@ -853,7 +859,8 @@ def measure_run(run, context):
     run's steps; return the run as a dict with one row per step."""
     import psutil
     progress = context["progress"]
-    port = free_port()
+    live = "--dashboard-path" in run.server_args
+    port = context["live_port"] if live and context["live_port"] else free_port()
     log_path = os.path.join(context["work_directory"], f"server-{context['run_number']}.log")
     server = start_server(run, port, context["root"], context["server_cpus"], log_path)
     result = {"experiment": run.experiment, "server": run.server, "selector": run.selector,
@@ -862,6 +869,8 @@ def measure_run(run, context):
     client = sampler = None
     try:
         banner = server.wait_until_serving()
+        if live:
+            progress.log(f"{run.label}: watch it live at http://127.0.0.1:{port}{LIVE_PATH}")
         if run.selector and banner.selector != run.selector:
             raise ServerError(f"asked for --selector {run.selector}, the banner says {banner.selector}")
         # taskset execs the server, so this pid is the server itself.
@@ -1385,6 +1394,12 @@ def build_parser():
     blocking.add_argument("--disk-delay", type=float, default=None, metavar="SECONDS",
                           help="reactor_http's --disk-delay, the simulated disk's time per file job "
                                "(default: 0.005; 0.02 with --quick)")
+    parser.add_argument("--live", action="store_true",
+                        help="serve the live page (--dashboard-path /_reactor) from each reactor_http run and "
+                             "print its address, to watch the ramp as it happens")
+    parser.add_argument("--live-port", type=int, default=None, metavar="PORT",
+                        help="with --live, every reactor_http run listens on this port, so that one open "
+                             "page follows them all")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: steps 10,50 of 2 s; the blocking experiment at 20 connections "
                              "asking continuously, 20 ms disk delay")
@@ -1425,6 +1440,10 @@ def client_plan(options, blocking=False):
     return plan
 
 
+# Where --live serves the page (reactor_http's --dashboard-path).
+LIVE_PATH = "/_reactor"
+
+
 def plan_runs(options, steps, blocking_steps):
     runs = []
     if options.experiment in ("ramp", "all"):
@@ -1436,11 +1455,13 @@ def plan_runs(options, steps, blocking_steps):
             order.append(("threads", ""))
         if "reactor_http" in options.servers:
             order += [("reactor_http", selector) for selector in options.selectors[1:]]
+        live = ("--dashboard-path", LIVE_PATH) if options.live else ()
         for server, selector in order:
-            runs.append(RunSpec("ramp", server, selector, "", (), steps, plan))
+            runs.append(RunSpec("ramp", server, selector, "", live if server == "reactor_http" else (), steps, plan))
     if options.experiment in ("blocking-loop", "all"):
         plan = client_plan(options, blocking=True)
-        flags = ("--cache-bytes", "0", "--disk-delay", f"{options.disk_delay:g}")
+        flags = ("--cache-bytes", "0", "--disk-delay", f"{options.disk_delay:g}",
+                 *(("--dashboard-path", LIVE_PATH) if options.live else ()))
         runs.append(RunSpec("blocking-loop", "reactor_http", "epoll", "executor", flags, blocking_steps, plan))
         runs.append(RunSpec("blocking-loop", "reactor_http", "epoll", "on the loop",
                             flags + ("--file-work-on-loop",), blocking_steps, plan))
@@ -1505,7 +1526,7 @@ def main(argv=None):
         os.chmod(work_directory, 0o755)
         context = {"root": build_document_root(os.path.join(work_directory, "root")),
                    "work_directory": work_directory, "server_cpus": server_cpus,
-                   "client_cpus": client_cpus, "progress": progress}
+                   "client_cpus": client_cpus, "progress": progress, "live_port": options.live_port}
         for number, run in enumerate(plan_runs(options, steps, blocking_steps)):
             if not run.steps:
                 continue

@@ -41,7 +41,7 @@ from .writer import FileChanged, Flushed, Writer, read_chunk
 if TYPE_CHECKING:
     from ..http1.handler import Continuation
     from ..http1.parser import Request
-    from ..http1.responses import Response
+    from ..http1.responses import EventStream, Response
     from ..loop.executor import Outcome
     from ..loop.reactor import Timer
     from .context import ConnectionContext
@@ -73,7 +73,8 @@ class Connection:
     """One accepted socket and the requests that arrive on it, in order."""
 
     __slots__ = ("sock", "client", "state", "_context", "_parser", "_writer", "_interest", "_timer",
-                 "_deadline", "_requests_seen", "_request", "_ending", "_unlogged", "_discarded", "_started")
+                 "_deadline", "_requests_seen", "_request", "_ending", "_unlogged", "_discarded", "_started",
+                 "_stream", "_stream_sent")
 
     def __init__(self, context: ConnectionContext, sock: socket.socket, client: str):
         config = context.config
@@ -97,7 +98,13 @@ class Connection:
         # queued in the writer.
         self._unlogged: tuple | None = None
         self._started = 0.0            # the loop's clock when the request being read began
-        self._discarded = 0            # bytes dropped while lingering
+        self._discarded = 0            # bytes dropped while lingering or streaming
+        self._stream: EventStream | None = None  # the streaming response being sent, if any
+        self._stream_sent = 0          # the bytes of its events queued so far
+
+    def __repr__(self) -> str:
+        # What --slow-callback-ms names when a callback of this connection held the loop.
+        return f"<Connection from {self.client}, {self.state.value}>"
 
     # -- the ways in -------------------------------------------------------------------
 
@@ -307,6 +314,11 @@ class Connection:
                                    context.reactor.now - unlogged[4])
         writer = self._writer
         writer.add(data)
+        if response.stream is not None and not head_only:
+            # It is the last answer on this connection (it says close): once
+            # its head is sent, _after_sent turns to its events.
+            self._stream = response.stream
+            self._stream.attach(functools.partial(self._guarded, self._on_stream_event))
         if head_only or response.status in NO_CONTENT_STATUSES:
             response.release()
             body_length = 0
@@ -379,6 +391,9 @@ class Connection:
         """Everything queued has been sent: do what the last answer's Ending
         says. Returns True if the next request is already buffered (the
         caller goes on serving), False if the connection waits or ended."""
+        if self._stream is not None:
+            self._send_stream()  # logged when it ends, with every byte it sent
+            return False
         unlogged = self._unlogged
         if unlogged is not None:
             self._unlogged = None
@@ -403,6 +418,31 @@ class Connection:
         else:
             self.close()
         return False
+
+    # -- a streaming response ------------------------------------------------------------
+
+    def _on_stream_event(self) -> None:
+        """The stream has bytes to send (guarded, on the loop thread). While
+        the connection is still WRITING they wait in the stream, which keeps
+        a bounded amount: _after_sent takes them once the socket drains."""
+        if self.state is State.STREAMING:
+            self._send_stream()
+
+    def _send_stream(self) -> None:
+        """Send what the stream has; then wait in STREAMING for more. A client
+        that stops reading leaves the connection in WRITING, where the send
+        timeout closes it."""
+        stream = self._stream
+        assert stream is not None
+        while True:
+            data = stream.take()
+            if not data:
+                self._wait_in(State.STREAMING)
+                return
+            self._stream_sent += len(data)
+            self._writer.add(data)
+            if not self._send():
+                return  # blocked (WRITING), or closed
 
     # -- the TLS handshake -------------------------------------------------------------
 
@@ -485,7 +525,8 @@ class Connection:
         self._wait_in(State.LINGERING)
 
     def _discard_input(self) -> None:
-        """LINGERING, readable: drop what arrived (a bounded amount per event)."""
+        """LINGERING, STREAMING, readable: drop what arrived (a bounded amount
+        per event, and in all), and close at the client's end of file."""
         for _ in range(LINGER_READS_PER_EVENT):
             try:
                 data = self.sock.recv(RECV_BYTES)
@@ -509,7 +550,8 @@ class Connection:
                 arrived = b""
             if not arrived:
                 self.close()
-        elif self.state is State.HANDSHAKE_WANT_READ or self.state is State.HANDSHAKE_WANT_WRITE:
+        elif (self.state is State.HANDSHAKE_WANT_READ or self.state is State.HANDSHAKE_WANT_WRITE
+              or self.state is State.STREAMING):
             self.close()
 
     def close(self) -> None:
@@ -531,6 +573,8 @@ class Connection:
             self._say_goodbye()
         self.sock.close()
         self._writer.close()
+        if self._stream is not None:
+            self._stream.detach()
         self._context.forget(self)
 
     def _say_goodbye(self) -> None:
@@ -548,6 +592,8 @@ class Connection:
             return
         self._unlogged = None
         request, request_line, status, body_length, started = unlogged
+        if self._stream is not None:
+            body_length = self._stream_sent  # a stream's body is every event it sent
         # It was queued last: the bytes the writer has not sent are the end of its body.
         writer = self._writer
         body_length -= min(body_length, max(0, writer.bytes_queued - writer.bytes_sent))

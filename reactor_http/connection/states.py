@@ -43,6 +43,10 @@ class State(enum.Enum):
     # The portable path (no sendfile: TLS, or --no-sendfile): the executor is
     # reading the next chunk of the file being sent.
     WAITING_CHUNK = "waiting-chunk"
+    # A streaming response (Server-Sent Events: the live page's feed): its
+    # head and every event so far are sent, and it waits for the next event.
+    # The client's input is read and dropped, to notice it leaving.
+    STREAMING = "streaming"
     # The last answer is sent and our side shut: reading and dropping what
     # the client still sends, until it closes (RFC 9112 §9.6).
     LINGERING = "lingering"
@@ -77,6 +81,7 @@ WAITS = {
     State.WAITING_EXECUTOR: Wait(0, on_completion="_on_job_done"),
     State.WRITING: Wait(EVENT_WRITE, "send_timeout", on_writable="_continue_sending"),
     State.WAITING_CHUNK: Wait(0, on_completion="_on_chunk"),
+    State.STREAMING: Wait(EVENT_READ, on_readable="_discard_input"),
     State.LINGERING: Wait(EVENT_READ, "linger_timeout", on_readable="_discard_input"),
     State.CLOSED: Wait(0),
 }
@@ -120,6 +125,9 @@ TRANSITIONS = {
     (State.WRITING, State.READING_REQUEST): "sent; keep-alive, and the next request is buffered",
     (State.WRITING, State.LINGERING): "sent the last answer; the client may still be sending",
     (State.WRITING, State.CLOSED): "sent the last answer; or " + _GONE,
+    (State.WRITING, State.STREAMING): "sent; a streaming response waits for its next event",
+    (State.STREAMING, State.WRITING): "the stream has an event to send",
+    (State.STREAMING, State.CLOSED): "the client closed or sent too much, or the server stopped",
     (State.WAITING_CHUNK, State.WRITING): "the chunk was read",
     (State.WAITING_CHUNK, State.CLOSED): "the file shrank or could not be read; or " + _GONE,
     (State.LINGERING, State.CLOSED): "the client closed, the linger timeout passed, or too much arrived",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .dates import format_http_date
 
@@ -90,20 +90,42 @@ class FileBody:
                 on_close()
 
 
+class EventStream(Protocol):
+    """The content of a response that never ends by itself: a stream of
+    events (Server-Sent Events, server/dashboard.py), sent as they come for as
+    long as the client stays. Its head has no Content-Length: the content
+    ends when the connection does (RFC 9112 §6.3, the last rule), so such a
+    response always says Connection: close. The connection holds it in the
+    STREAMING state (connection/states.py)."""
+
+    def attach(self, notify: Callable[[], object]) -> None:
+        """The connection will send what ``take`` returns; ``notify()`` (on
+        the loop thread) says there is something to take."""
+
+    def take(self) -> bytes:
+        """The bytes waiting to be sent (b"" for none). The stream keeps a
+        bounded amount waiting, however slowly the client reads."""
+        ...
+
+    def detach(self) -> None:
+        """The connection has closed: the stream holds nothing for it any more."""
+
+
 class Response:
     """A response plan.
 
     ``fields`` is the rendered header lines ("Name: value\\r\\n" each) that
     describe the content. The content is ``body`` (bytes sent with the head)
-    or ``file`` (a FileBody). ``content_length`` is the length the head
-    announces, for HEAD too, which announces it without sending it. ``close``
-    asks the connection to close once the response is sent.
+    or ``file`` (a FileBody), or ``stream`` (an EventStream: content without
+    an end, and without a Content-Length). ``content_length`` is the length
+    the head announces, for HEAD too, which announces it without sending it.
+    ``close`` asks the connection to close once the response is sent.
     """
 
-    __slots__ = ("status", "fields", "body", "file", "content_length", "close", "wire")
+    __slots__ = ("status", "fields", "body", "file", "content_length", "close", "wire", "stream")
 
     def __init__(self, status: int, fields: str = "", body: bytes = b"", file: FileBody | None = None,
-                 content_length: int | None = None, close: bool = False):
+                 content_length: int | None = None, close: bool = False, stream: EventStream | None = None):
         self.status = status
         self.fields = fields
         self.body = body
@@ -111,7 +133,8 @@ class Response:
         if content_length is None:
             content_length = len(body) + (file.length if file is not None else 0)
         self.content_length = content_length
-        self.close = close
+        self.stream = stream
+        self.close = close or stream is not None  # a stream ends with its connection
         # Set once by fast_path.AnswerMemo.remember, for a response that will
         # be given again: the bytes last rendered for it.
         self.wire: WireCache | None = None
@@ -164,8 +187,10 @@ class HeadRenderer:
         an optional Connection field, blank line) and, unless ``head_only``,
         the in-memory body, as one bytes object."""
         status = response.status
-        if status in NO_CONTENT_STATUSES:
-            length = ""  # 204 and 304 carry no Content-Length (RFC 9110 §8.6)
+        if status in NO_CONTENT_STATUSES or response.stream is not None:
+            # 204 and 304 carry no Content-Length (RFC 9110 §8.6); a stream's
+            # content ends with the connection (RFC 9112 §6.3).
+            length = ""
         else:
             length = f"Content-Length: {response.content_length}\r\n"
         head = (f"HTTP/1.1 {status} {REASONS[status]}\r\n"

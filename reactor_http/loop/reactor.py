@@ -12,7 +12,13 @@ This module is that thread's loop, and it knows nothing about HTTP. It offers:
 - ``call_soon_threadsafe``: the one method any thread may call. It queues a
   callback and wakes the selector, which is how executor results and signals
   reach the loop;
-- ``run`` and ``stop``.
+- ``run`` and ``stop``;
+- ``stats``: what the loop measures about itself (``LoopStats``, below):
+  how long each turn's callbacks held the thread, and, once
+  ``start_lag_probe`` is called, how late timers run. With
+  ``slow_callback_seconds`` set, each callback that holds the thread
+  longer than that is reported to ``on_slow_callback`` with what it was
+  (asyncio's debug mode does the same).
 
 One turn of the loop has four phases, always in this order:
 1. compute how long select may sleep: until the next timer, or not at all when
@@ -78,6 +84,99 @@ def make_selector(name: str = "auto") -> selectors.BaseSelector:
     if selector_class is None:
         raise ValueError(f"the {name!r} selector is not available on this platform")
     return selector_class()
+
+
+# How late a timer runs, in seconds: the buckets of the loop-lag histogram
+# (Prometheus style: each counts the observations up to its bound).
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The lag probe: a timer this often, whose lateness is the loop's lag.
+LAG_PROBE_SECONDS = 0.25
+
+
+class Histogram:
+    """Counts of observations by bucket (each bound counts what is at most
+    it, one more bucket the rest), their sum and their number: what a
+    Prometheus histogram exposes. One thread only (whoever observes)."""
+
+    __slots__ = ("bounds", "counts", "total", "count")
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound (+Inf)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        index = 0
+        for bound in self.bounds:  # a dozen bounds: a loop is as quick as bisect here
+            if value <= bound:
+                break
+            index += 1
+        self.counts[index] += 1
+        self.total += value
+        self.count += 1
+
+
+class LoopStats:
+    """What the loop measures about itself. Always on, so it must cost almost
+    nothing: per turn, one more clock read, an addition and a comparison; per
+    lag probe (four a second), a histogram update. docs/benchmarks.md
+    measures the cost on S1.
+
+    - ``turns``, ``busy_seconds``: turns run, and the time their callbacks
+      held the thread (from select's return to the turn's end); busy over
+      elapsed is how loaded the loop is;
+    - ``busiest_turn``: the longest turn since ``take_busiest`` last read it;
+    - ``lag``: how late the probe timer ran (a Histogram), and ``worst_lag``
+      the worst since ``take_worst_lag`` last read it. A timer runs late when
+      a turn holds the thread: lag is what every connection waits, on top of
+      its own work;
+    - ``slow_callbacks``: callbacks over ``slow_callback_seconds`` (counted
+      only when that is set).
+
+    Loop thread only (others read a snapshot the loop thread made)."""
+
+    __slots__ = ("turns", "busy_seconds", "busiest_turn", "lag", "worst_lag", "slow_callbacks")
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.busy_seconds = 0.0
+        self.busiest_turn = 0.0
+        self.lag = Histogram(LAG_BUCKETS)
+        self.worst_lag = 0.0
+        self.slow_callbacks = 0
+
+    def observe_lag(self, seconds: float) -> None:
+        self.lag.observe(seconds)
+        if seconds > self.worst_lag:
+            self.worst_lag = seconds
+
+    def take_busiest(self) -> float:
+        """The longest turn since the last call (and start again)."""
+        busiest, self.busiest_turn = self.busiest_turn, 0.0
+        return busiest
+
+    def take_worst_lag(self) -> float:
+        """The worst lag since the last call (and start again)."""
+        worst, self.worst_lag = self.worst_lag, 0.0
+        return worst
+
+
+def describe_callback(callback: Callable[..., Any]) -> str:
+    """What a callback is, for a person: "Connection.on_ready of <Connection
+    127.0.0.1 reading-request>", seeing through functools.partial."""
+    arguments = ""
+    while hasattr(callback, "func"):  # functools.partial, maybe nested
+        inner = [a for a in getattr(callback, "args", ()) if callable(a)]
+        if inner and not arguments:
+            arguments = f" (then {describe_callback(inner[0])})"
+        callback = callback.func
+    owner = getattr(callback, "__self__", None)
+    name = getattr(callback, "__qualname__", None) or repr(callback)
+    name = name.rpartition("<locals>.")[2]  # a function made inside another: its own name
+    if owner is not None and not isinstance(owner, type):
+        return f"{name} of {owner!r}{arguments}"
+    return name + arguments
 
 
 def report_callback_error(callback: Callable[..., Any], error: BaseException) -> None:
@@ -190,6 +289,13 @@ class Reactor:
         self.clock = clock
         self.fd_limit = SELECT_FD_LIMIT if isinstance(self.selector, selectors.SelectSelector) else None
         self.on_callback_error = on_callback_error
+        self.stats = LoopStats()
+        # --slow-callback-ms: when set, each callback is timed, and one that
+        # holds the thread longer is passed to on_slow_callback(callback,
+        # seconds). None (the default) times nothing per callback.
+        self.slow_callback_seconds: float | None = None
+        self.on_slow_callback: Callable[[Callable[..., Any], float], None] | None = None
+        self._lag_timer: Timer | None = None
         self._timers: list[Timer] = []  # a heap, earliest first
         self._cancelled_timers = 0
         self._timers_made = 0  # the sequence number of the newest timer
@@ -214,10 +320,14 @@ class Reactor:
 
     def register(self, fileobj, events: int, callback: ReadyCallback) -> None:
         """Call ``callback(mask)`` when fileobj is ready for any of ``events``."""
+        if self.slow_callback_seconds is not None:
+            callback = self._timed(callback)
         self.selector.register(fileobj, events, callback)
 
     def modify(self, fileobj, events: int, callback: ReadyCallback) -> None:
         """Change the events (and callback) of a registered file object."""
+        if self.slow_callback_seconds is not None:
+            callback = self._timed(callback)
         self.selector.modify(fileobj, events, callback)
 
     def unregister(self, fileobj) -> None:
@@ -230,6 +340,8 @@ class Reactor:
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` on the loop thread after ``delay`` seconds."""
         self._timers_made += 1
+        if self.slow_callback_seconds is not None:
+            callback = self._timed(callback)
         timer = Timer(self.clock() + delay, callback, args, self._timers_made)
         heapq.heappush(self._timers, timer)
         return timer
@@ -252,6 +364,8 @@ class Reactor:
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` at the end of this turn. Loop thread only:
         no wake-up is needed, the loop is awake."""
+        if self.slow_callback_seconds is not None:
+            callback = self._timed(callback)
         self._ready.append((callback, args))
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
@@ -262,6 +376,8 @@ class Reactor:
         """
         if self._closed:
             return  # e.g. a second Ctrl+C while the server finishes: nothing to wake
+        if self.slow_callback_seconds is not None:
+            callback = self._timed(callback)
         self._ready.append((callback, args))
         if not self._wake_pending:
             self._wake_pending = True
@@ -276,6 +392,47 @@ class Reactor:
         # phase 4 of this very turn.
         self._waker.drain()
         self._wake_pending = False
+
+    # -- watching the loop -----------------------------------------------------------
+
+    def start_lag_probe(self, interval: float = LAG_PROBE_SECONDS) -> None:
+        """Measure the loop's lag from now on: a timer every ``interval``
+        seconds notes how late it ran (``stats.observe_lag``). Off until
+        called, so that an idle reactor in a test sleeps without waking."""
+        if self._lag_timer is None:
+            self._lag_timer = self.call_later(interval, self._probe_lag, interval)
+
+    def stop_lag_probe(self) -> None:
+        if self._lag_timer is not None:
+            self.cancel(self._lag_timer)
+            self._lag_timer = None
+
+    def _probe_lag(self, interval: float) -> None:
+        # self.now is the clock as phase 3 began: how late this timer runs is
+        # how long the turn before it (and the timers before it) held the
+        # thread past the moment it was due.
+        due = self._lag_timer.when if self._lag_timer is not None else self.now
+        self.stats.observe_lag(max(0.0, self.now - due))
+        self._lag_timer = self.call_later(interval, self._probe_lag, interval)
+
+    def _timed(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        """``callback``, timed: if it holds the thread longer than
+        slow_callback_seconds, on_slow_callback hears of it."""
+        clock = self.clock
+
+        def timed(*args: Any) -> Any:
+            started = clock()
+            try:
+                return callback(*args)
+            finally:
+                held = clock() - started
+                threshold = self.slow_callback_seconds
+                if threshold is not None and held > threshold:
+                    self.stats.slow_callbacks += 1
+                    if self.on_slow_callback is not None:
+                        self.on_slow_callback(callback, held)
+        timed.__wrapped__ = callback  # type: ignore[attr-defined]
+        return timed
 
     # -- the loop ----------------------------------------------------------------
 
@@ -306,7 +463,7 @@ class Reactor:
 
         # Phase 2: wait for readiness and dispatch it.
         events = self.selector.select(timeout)
-        self.now = self.clock()
+        self.now = awake = self.clock()
         self._dispatch(events)
 
         # Phase 3: due timers. The clock is read once for the whole phase.
@@ -338,6 +495,14 @@ class Reactor:
                 callback(*args)
             except Exception as error:
                 self.on_callback_error(callback, error)
+
+        # The turn's cost: how long the callbacks held the thread.
+        stats = self.stats
+        held = self.clock() - awake
+        stats.turns += 1
+        stats.busy_seconds += held
+        if held > stats.busiest_turn:
+            stats.busiest_turn = held
 
     def _dispatch(self, events: list) -> None:
         registered = self._fd_to_key

@@ -166,9 +166,10 @@ def hash_password(argv):
     return 0
 
 
-def serve(config, listeners, tls_context=None, banner=False):
-    """Serve on ``listeners`` in this process until stopped by a signal."""
-    server = build_server(config, tls_context)
+def serve(config, listeners, tls_context=None, banner=False, worker=0, board=None):
+    """Serve on ``listeners`` in this process until stopped by a signal
+    (``worker`` and ``board``: this worker's index and the workers' board)."""
+    server = build_server(config, tls_context, worker=worker, board=board)
     for listener in listeners:
         server.adopt(listener)
     reactor = server.reactor

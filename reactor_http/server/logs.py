@@ -113,6 +113,17 @@ class AccessLog:
         self._time_text = ""
         self.responses = 0
         self.body_bytes = 0
+        # With --metrics-path (count_for_metrics): responses by status class
+        # (index 1-5) and a histogram of their times. None otherwise, so that
+        # a server without metrics pays nothing for them.
+        self.by_class = None
+        self.timings = None
+
+    def count_for_metrics(self, timings):
+        """Count responses by status class, and their times in ``timings``
+        (a loop.reactor.Histogram), from now on."""
+        self.by_class = [0] * 6
+        self.timings = timings
 
     def log(self, client, request, request_line, status, body_bytes, seconds=0.0):
         """Record one response: the peer's address, the Request (None when the
@@ -120,6 +131,9 @@ class AccessLog:
         the body bytes sent and the seconds it took."""
         self.responses += 1
         self.body_bytes += body_bytes
+        if self.timings is not None:
+            self.by_class[status // 100] += 1
+            self.timings.observe(seconds)
         if not self.enabled:
             return
         now = int(time.time())

@@ -51,6 +51,7 @@ from .logs import log_error
 
 if TYPE_CHECKING:
     from ..loop.reactor import Timer
+    from .telemetry import Telemetry
     from .wiring import Parts
 
 # Accept at most this many connections per readiness event, so a flood of new
@@ -78,6 +79,8 @@ class Server:
         self.connections: set[Connection] = set()
         self.accepted = 0  # connections accepted since start
         self.started_at = time.monotonic()
+        self.started_at_wall = time.time()  # for process_start_time_seconds
+        self.telemetry: Telemetry | None = None  # set by wiring.build_server
         self.max_connections = parts.descriptors.connections
         if self.max_connections < config.max_connections:
             log_error(f"the descriptor limit ({parts.descriptors.soft_limit}) leaves room for "

@@ -108,6 +108,16 @@ def seconds(text):
     return value
 
 
+def positive_milliseconds(text):
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of milliseconds") from None
+    if not 0 < value < math.inf:
+        raise ValueError(f"must be more than 0 milliseconds, not {text!r}")
+    return value
+
+
 def non_negative_seconds(text):
     return parse_duration(text)
 
@@ -423,8 +433,15 @@ SETTINGS = (
     S("--health-path", "health_path", site_path, "answer GET PATH with 200 while serving and 503 "
       "once a graceful stop begins, for load balancers and readiness probes (open to every client)",
       metavar="PATH"),
-    S("--status-allow", "status_allow", network, "addresses that may read --status-path, repeatable "
-      "(default: loopback only)", kind="list", metavar="CIDR", show=str),
+    S("--metrics-path", "metrics_path", site_path, "answer GET PATH with Prometheus metrics (text "
+      "format: requests, bytes, connections by state, executor, cache, loop lag), for --status-allow "
+      "clients only", metavar="PATH"),
+    S("--dashboard-path", "dashboard_path", site_path, "serve a live page at PATH that charts the "
+      "reactor's inside once a second (Server-Sent Events from PATH/events), for --status-allow "
+      "clients only", metavar="PATH"),
+    S("--status-allow", "status_allow", network, "addresses that may read --status-path, "
+      "--metrics-path and --dashboard-path, repeatable (default: loopback only)", kind="list",
+      metavar="CIDR", show=str),
     # How files are read and sent.
     S("--blocking-threads", "blocking_threads", positive_int, "executor threads for file work: stat, "
       "open, read", "files", metavar="N"),
@@ -453,6 +470,9 @@ SETTINGS = (
       "line each, on stderr; optionally only some of: reactor, timer, conn, executor "
       "(e.g. --trace=conn,executor)", "logs", kind="optional", const="all", metavar="CATEGORIES",
       show=_show_categories),
+    S("--slow-callback-ms", "slow_callback_ms", positive_milliseconds, "log each loop callback that "
+      "holds the thread longer than this many milliseconds, with what it was (as asyncio's debug "
+      "mode does)", "logs", metavar="MS"),
     S("--selector", "selector", selector_name, "readiness backend: auto (epoll on Linux, kqueue on "
       "BSD/macOS), epoll, kqueue, poll or select", "logs", metavar="NAME"),
     # Keeping people out.
@@ -812,8 +832,14 @@ def _inconsistency(config):
     if len(plain) > 1:
         return (f"--cache-control is given {len(plain)} plain values ({', '.join(map(repr, plain))}): "
                 "give one, and PATTERN=VALUE for the paths that need another")
-    if config.health_path and config.health_path == config.status_path:
-        return "--health-path and --status-path must be different paths"
+    paths = [(flag, path) for flag, path in (
+        ("--health-path", config.health_path), ("--status-path", config.status_path),
+        ("--metrics-path", config.metrics_path), ("--dashboard-path", config.dashboard_path)) if path]
+    for index, (flag, path) in enumerate(paths):
+        for other_flag, other in paths[index + 1:]:
+            if path == other or (flag == "--dashboard-path" and other.startswith(path.rstrip("/") + "/")) \
+                    or (other_flag == "--dashboard-path" and path.startswith(other.rstrip("/") + "/")):
+                return f"{flag} and {other_flag} must be different paths (the dashboard uses PATH/events too)"
     return None
 
 

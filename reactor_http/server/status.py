@@ -56,13 +56,19 @@ class StatusPage:
                              "Cache-Control: no-store\r\n", body)
 
     def _allows(self, client: str) -> bool:
-        try:
-            address = ipaddress.ip_address(client)
-        except ValueError:
-            return False  # a Unix socket's peer ("unix:") has no address to allow
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # ::ffff:127.0.0.1 on a dual-stack listener
-        return any(address in network for network in self._allowed)
+        return client_allowed(client, self._allowed)
+
+
+def client_allowed(client: str, networks: tuple) -> bool:
+    """Whether a peer address is in one of ``networks`` (--status-allow): the
+    rule of the status page, the metrics and the live page alike."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False  # a Unix socket's peer ("unix:") has no address to allow
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 on a dual-stack listener
+    return any(address in network for network in networks)
 
 
 def status_document(server: Server) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import time
 
 from . import output
 from .banner import banner
+from .board import WorkerBoard
 from .listeners import for_worker, is_listening, listener_url
 from .logs import log_error
 
@@ -40,8 +41,11 @@ def supervise(config, count, listeners, tls_context, serve, selector_name):
                    "shared sockets" if shared else "SO_REUSEPORT")
     # Each first worker writes one byte here once its sockets listen.
     ready_reader, ready_writer = os.pipe()
+    # Where the workers post their snapshots for each other (board.py), when
+    # something shows them all: the metrics, the live page.
+    board = WorkerBoard(count) if config.metrics_path or config.dashboard_path else None
 
-    def start_worker():
+    def start_worker(index):
         pid = os.fork()
         if pid:
             return pid
@@ -64,7 +68,7 @@ def supervise(config, count, listeners, tls_context, serve, selector_name):
             if ready_writer is not None:
                 os.write(ready_writer, b".")
                 os.close(ready_writer)
-            status = serve(config, own, tls_context)
+            status = serve(config, own, tls_context, worker=index, board=board)
         except BaseException as error:  # noqa: B036 - a worker reports, then exits
             log_error("worker failed", error)
         finally:
@@ -72,6 +76,7 @@ def supervise(config, count, listeners, tls_context, serve, selector_name):
             os._exit(status)
 
     workers = {}  # pid -> start time
+    indexes = {}  # pid -> the worker's index (a replacement takes the index of the one it replaces)
     stopping = []
 
     def on_signal(signum, frame):
@@ -106,8 +111,9 @@ def supervise(config, count, listeners, tls_context, serve, selector_name):
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, on_hangup if output.started_in_terminal() else pass_on)
         signal.signal(signal.SIGUSR1, pass_on)
-    for _ in range(count):
-        workers[start_worker()] = time.monotonic()
+    for index in range(count):
+        pid = start_worker(index)
+        workers[pid], indexes[pid] = time.monotonic(), index
     os.close(ready_writer)
     ready_writer = None  # workers started later have nobody waiting for them
     _wait_until_listening(ready_reader, count)
@@ -131,7 +137,9 @@ def supervise(config, count, listeners, tls_context, serve, selector_name):
             stopping.append("failed")
             continue
         log_error(f"worker {pid} exited ({how}); starting another")
-        workers[start_worker()] = time.monotonic()
+        index = indexes.pop(pid, 0)
+        pid = start_worker(index)
+        workers[pid], indexes[pid] = time.monotonic(), index
     for listener in listeners:
         listener.close()
     output.write(sys.stdout, "Stopped.\n")

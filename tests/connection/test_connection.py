@@ -753,3 +753,117 @@ def test_a_failure_in_the_shutdown_step_is_contained(socket_pair, monkeypatch):
     rig = stopping_rig(socket_pair, idle)
     assert (rig.state, rig.forgotten) == (State.CLOSED, [rig.connection])
     assert [str(error) for error in rig.error_log.errors] == ["boom"]
+
+
+# -- STREAMING: a response without an end (the live page's feed) -----------------------------------
+
+
+class FakeStream:
+    """An EventStream the test feeds: ``push`` adds an event (the newest
+    waiting one replaces an older, as the live feed's does) and notifies."""
+
+    def __init__(self):
+        self.notify = None
+        self.waiting = b""
+        self.detached = False
+        self.replaced = 0
+
+    def attach(self, notify):
+        self.notify = notify
+
+    def push(self, event):
+        if self.waiting:
+            self.replaced += 1
+        self.waiting = event
+        if self.notify is not None:
+            self.notify()
+
+    def take(self):
+        data, self.waiting = self.waiting, b""
+        return data
+
+    def detach(self):
+        self.detached = True
+        self.notify = None
+
+
+@pytest.fixture
+def streaming():
+    """A Rig whose /events answers with a FakeStream, already streaming."""
+    stream = FakeStream()
+    fields = "Content-Type: text/event-stream\r\n"
+    rig = Rig({"/events": lambda request, exchange: Response(200, fields, stream=stream)})
+    rig.arrive(get("/events"))
+    return rig, stream
+
+
+def test_a_stream_head_says_close_and_no_length_then_waits_in_streaming(streaming):
+    rig, stream = streaming
+    head = rig.sock.sent.decode("latin-1")
+    assert head.startswith("HTTP/1.1 200 OK\r\n") and head.endswith("\r\n\r\n")
+    assert "Content-Length" not in head and "Connection: close\r\n" in head
+    assert (rig.state, rig.interest) == (State.STREAMING, EVENT_READ)
+    assert rig.connection._deadline is None  # a stream lives as long as its client stays
+    assert rig.access_log.lines == []       # logged when it ends, with every byte it sent
+
+
+def test_each_event_is_sent_as_it_comes(streaming):
+    rig, stream = streaming
+    before = len(rig.sock.sent)
+    for number in range(3):
+        stream.push(b"event: tick\ndata: %d\n\n" % number)
+        assert rig.state is State.STREAMING
+    assert rig.sock.sent[before:] == b"event: tick\ndata: 0\n\nevent: tick\ndata: 1\n\nevent: tick\ndata: 2\n\n"
+
+
+def test_a_client_that_stops_reading_holds_one_event_and_is_closed_by_the_send_timeout(streaming):
+    """The socket is full: the connection waits in WRITING; every later event
+    replaces the one waiting in the stream (memory stays one event), and the
+    send timeout closes the connection and detaches the stream."""
+    rig, stream = streaming
+    rig.sock.send_limit = 0
+    for number in range(100):
+        stream.push(b"data: %d\n\n" % number + b"x" * 1000)
+        rig.reactor.advance(1)  # the socket stays full; the 60 s send timeout runs
+        if rig.state is State.CLOSED:
+            break
+    assert rig.state is State.CLOSED and stream.detached
+    assert rig.connection._writer.bytes_queued - rig.connection._writer.bytes_sent <= 1100  # the first event
+    assert 55 <= stream.replaced <= 61 and stream.notify is None
+    ((client, line, status, body_bytes),) = rig.access_log.lines
+    assert (line, status, body_bytes) == ("GET /events HTTP/1.1", 200, 0)
+
+
+def test_a_slow_reader_gets_the_newest_event_once_the_socket_drains(streaming):
+    rig, stream = streaming
+    rig.sock.send_limit = 0
+    stream.push(b"data: 1\n\n")
+    assert rig.state is State.WRITING
+    stream.push(b"data: 2\n\n")
+    stream.push(b"data: 3\n\n")
+    rig.sock.send_limit = None
+    rig.writable()
+    assert rig.sock.sent.endswith(b"data: 1\n\ndata: 3\n\n")
+    assert rig.state is State.STREAMING
+
+
+def test_the_client_leaving_ends_the_stream_and_logs_its_bytes(streaming):
+    rig, stream = streaming
+    stream.push(b"data: 12345\n\n")
+    rig.arrive(b"ignored input", b"")
+    assert rig.state is State.CLOSED and stream.detached and rig.forgotten == [rig.connection]
+    assert rig.access_log.lines == rig.log(("GET /events HTTP/1.1", 200, len(b"data: 12345\n\n")))
+
+
+def test_a_stream_closes_when_the_server_stops(streaming):
+    rig, stream = streaming
+    rig.connection.on_shutdown()
+    assert rig.state is State.CLOSED and stream.detached
+
+
+def test_a_head_request_for_a_stream_sends_the_head_alone():
+    stream = FakeStream()
+    rig = Rig({"/events": lambda request, exchange: Response(200, TEXT, stream=stream)})
+    rig.arrive(b"HEAD /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert stream.notify is None  # never attached
+    assert b"Content-Length" not in rig.sock.sent and rig.state is not State.STREAMING

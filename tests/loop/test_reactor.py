@@ -20,9 +20,11 @@ from support.fakes import FakeClock
 from reactor_http.loop.reactor import (
     EVENT_READ,
     EVENT_WRITE,
+    LAG_BUCKETS,
     SELECT_FD_LIMIT,
     SELECTOR_CLASSES,
     Reactor,
+    describe_callback,
     make_selector,
     make_waker,
 )
@@ -823,3 +825,89 @@ def test_fd_limit_is_set_only_for_the_select_backend(reactor, selector_name):
         assert reactor.fd_limit == SELECT_FD_LIMIT == 1024
     else:
         assert reactor.fd_limit is None
+
+
+# -- watching the loop: LoopStats, the lag probe, slow callbacks ------------------------------------
+
+
+def test_each_turn_counts_and_the_time_its_callbacks_held_the_thread(timed_reactor, clock):
+    """A callback that holds the thread 30 ms (the fake clock moved inside
+    it) makes a 30 ms turn; busy time adds up, the busiest turn is taken."""
+    reactor = timed_reactor
+    reactor.call_soon(clock.advance, 0.030)
+    reactor.run_once(max_timeout=0)
+    reactor.call_soon(clock.advance, 0.010)
+    reactor.run_once(max_timeout=0)
+    stats = reactor.stats
+    assert stats.turns == 2
+    assert stats.busy_seconds == pytest.approx(0.040)
+    assert stats.take_busiest() == pytest.approx(0.030)
+    assert stats.take_busiest() == 0.0  # taken: it starts again
+
+
+def test_the_lag_probe_sees_how_late_a_blocked_loop_runs_its_timer(timed_reactor, clock):
+    reactor = timed_reactor
+    reactor.start_lag_probe(interval=0.25)
+    clock.advance(0.25)
+    reactor.run_once(max_timeout=0)          # due on time: no lag
+    clock.advance(0.25 + 0.120)              # a turn held the thread 120 ms past the timer's time
+    reactor.run_once(max_timeout=0)
+    stats = reactor.stats
+    assert stats.lag.count == 2
+    assert stats.take_worst_lag() == pytest.approx(0.120)
+    assert stats.lag.total == pytest.approx(0.120)
+    # One observation at 0 s (the first bucket) and one of 120 ms (the bucket up to 250 ms).
+    assert stats.lag.counts[0] == 1 and stats.lag.counts[LAG_BUCKETS.index(0.25)] == 1
+    reactor.stop_lag_probe()
+    assert not [timer for timer in reactor._timers if not timer.cancelled]
+
+
+def test_without_the_probe_an_idle_reactor_has_no_timer(timed_reactor):
+    assert timed_reactor._timers == []
+
+
+def test_a_slow_callback_is_reported_with_what_it_was(timed_reactor, clock):
+    """With slow_callback_seconds set, each kind of callback (readiness,
+    timer, queued) that holds the thread longer is reported, named; a
+    quick one is not."""
+    reactor = timed_reactor
+    reported = []
+    reactor.slow_callback_seconds = 0.020
+    reactor.on_slow_callback = lambda callback, held: reported.append((describe_callback(callback), held))
+
+    class Worker:
+        def __repr__(self):
+            return "<Worker 7>"
+
+        def slow(self):
+            clock.advance(0.050)
+
+        def quick(self):
+            clock.advance(0.001)
+
+    worker = Worker()
+    reactor.call_soon(worker.slow)
+    reactor.call_soon(worker.quick)
+    reactor.call_later(0, functools.partial(worker.slow))
+    clock.advance(0.001)
+    reactor.run_once(max_timeout=0)
+    reactor.run_once(max_timeout=0)
+    assert [name for name, _ in reported] == ["Worker.slow of <Worker 7>"] * 2
+    assert all(held == pytest.approx(0.050) for _, held in reported)
+    assert reactor.stats.slow_callbacks == 2
+
+
+def test_describe_callback_sees_through_partials():
+    def job():
+        pass
+
+    class Owner:
+        def __repr__(self):
+            return "<Owner>"
+
+        def step(self, then):
+            pass
+
+    owner = Owner()
+    assert describe_callback(functools.partial(owner.step, job)) == "Owner.step of <Owner> (then job)"
+    assert describe_callback(job) == "job"

@@ -299,3 +299,23 @@ def test_another_interpreter_is_measured_beside_the_harnesss_own(tmp_path):
     assert f"| reactor_http on Python {version} | " in throughput
     assert f"| reactor_http on Python {plain['python']} | " in throughput
     assert f"other: {other['version']}" in markdown
+
+
+def test_the_watched_variants_are_watched_while_they_run(tmp_path):
+    """reactor_http_live runs with the live page open in one client (its feed
+    read throughout), reactor_http_metrics with its metrics scraped every
+    second: each says, in the JSON, what its watcher received."""
+    require_program("wrk")
+    require_program("taskset")
+    json_path = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, BENCH, "--quick", "--scenarios", "S1", "--duration", "2", "--warmup", "1",
+         "--servers", "reactor_http_live,reactor_http_metrics", "--json", str(json_path), *cpu_flags()],
+        capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(json_path.read_text())["results"]
+    for name, kind in (("reactor_http_live", "live"), ("reactor_http_metrics", "metrics")):
+        watched = results[name]["watched"]
+        assert (watched["kind"], watched["error"]) == (kind, None)
+        assert watched["received"] >= 2, watched  # ticks, or scrapes, over 3 s of load
+        assert results[name]["S1"]["runs"][0]["unexpected_status"] == 0

@@ -158,3 +158,20 @@ def test_without_psutil_it_says_how_to_install_it(tmp_path):
     assert completed.returncode == 2
     assert "pip install psutil" in completed.stderr, completed.stderr
     assert completed.stdout == ""
+
+
+def test_live_serves_the_page_from_each_reactor_run_on_one_port(tmp_path):
+    """--live --live-port: each reactor_http run serves the live page on the
+    one port given, and says where; the baseline runs as before."""
+    from harness.server import free_port
+    port = free_port()
+    completed = subprocess.run(
+        [sys.executable, SCRIPT, "--quick", "--experiment", "ramp", "--servers", "reactor_http",
+         "--selectors", "epoll", "--steps", "10", "--live", "--live-port", str(port),
+         "--json", str(tmp_path / "run.json")],
+        capture_output=True, text=True, timeout=150, cwd=REPO)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert f"watch it live at http://127.0.0.1:{port}/_reactor" in completed.stdout + completed.stderr
+    (run,) = json.loads((tmp_path / "run.json").read_text())["runs"]
+    assert "--dashboard-path /_reactor" in run["command"] and f"--port {port}" in run["command"]
+    assert run["rows"] and not run.get("error")

@@ -74,6 +74,8 @@ def test_the_wheel_holds_the_package_only(built):
         names = archive.namelist()
         entry_points = archive.read(only(name for name in names if name.endswith("entry_points.txt"))).decode()
     assert "reactor_http/server/cli.py" in names
+    for live in ("page.html", "live.js", "live.css"):  # the live page's own files, package data
+        assert f"reactor_http/server/live/{live}" in names, live
     assert not [name for name in names if name.startswith(("tests/", "docs/", "scripts/", "www/"))]
     assert "reactor-http = reactor_http.server.cli:main" in entry_points
 
@@ -96,14 +98,16 @@ def test_the_installed_wheel_runs_and_serves(built, tmp_path):
     root = tmp_path / "site"
     root.mkdir()
     (root / "hello.txt").write_bytes(b"hello from the wheel\n")
-    server = subprocess.Popen([command, "--port", "0", "--root", str(root), "--quiet"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=clean)
+    server = subprocess.Popen([command, "--port", "0", "--root", str(root), "--quiet", "--dashboard-path", "/_live"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=clean)
     try:
         banner = server.stdout.readline()
         port = re.search(r"http://127\.0\.0\.1:(\d+)/", banner)
         assert port, banner + server.stderr.read()
         with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/hello.txt", timeout=10) as response:
             assert (response.status, response.read()) == (200, b"hello from the wheel\n")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/_live/live.js", timeout=10) as response:
+            assert response.status == 200 and b"EventSource" in response.read()
     finally:
         server.terminate()
         server.communicate(timeout=30)
