@@ -40,6 +40,7 @@ raising, say) propagates: it is not safe to carry on.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import heapq
 import os
@@ -107,12 +108,10 @@ class Histogram:
         self.count = 0
 
     def observe(self, value: float) -> None:
-        index = 0
-        for bound in self.bounds:  # a dozen bounds: a loop is as quick as bisect here
-            if value <= bound:
-                break
-            index += 1
-        self.counts[index] += 1
+        # The first bound at or above the value: its bucket (len(bounds): +Inf).
+        # Performance: bisect is one C call, where a loop over the bounds would
+        # be a dozen Python steps (with --metrics-path, once per response).
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
         self.count += 1
 

@@ -23,6 +23,7 @@ from reactor_http.loop.reactor import (
     LAG_BUCKETS,
     SELECT_FD_LIMIT,
     SELECTOR_CLASSES,
+    Histogram,
     Reactor,
     describe_callback,
     make_selector,
@@ -911,3 +912,11 @@ def test_describe_callback_sees_through_partials():
     owner = Owner()
     assert describe_callback(functools.partial(owner.step, job)) == "Owner.step of <Owner> (then job)"
     assert describe_callback(job) == "job"
+
+
+def test_a_histogram_counts_each_value_in_the_first_bucket_at_or_above_it():
+    histogram = Histogram((0.001, 0.01, 0.1))
+    for value in (0.0, 0.001, 0.0010001, 0.01, 0.05, 0.1, 0.2, 99.0):
+        histogram.observe(value)
+    assert histogram.counts == [2, 2, 2, 2]  # up to 1 ms, 10 ms, 100 ms, and above (+Inf)
+    assert histogram.count == 8 and histogram.total == pytest.approx(99.3620001)
