@@ -437,6 +437,11 @@ class Connection:
         while True:
             data = stream.take()
             if not data:
+                if self._context.stopping:
+                    # The server began to stop while this was still being
+                    # sent (a slow reader, in WRITING): the stream ends here.
+                    self.close()
+                    return
                 self._wait_in(State.STREAMING)
                 return
             self._stream_sent += len(data)

@@ -95,6 +95,13 @@ def status_document(server: Server) -> dict[str, Any]:
             "jobs_in_flight": executor.jobs_in_flight,
             "jobs_queued": executor.jobs_queued,
         },
+        "loop": {
+            "turns": server.reactor.stats.turns,
+            "busy_seconds": round(server.reactor.stats.busy_seconds, 6),
+            # The worst since the live page last took them (or since start).
+            "busiest_turn_seconds": round(server.reactor.stats.busiest_turn, 6),
+            "worst_lag_seconds": round(server.reactor.stats.worst_lag, 6),
+        },
         "cache": {
             "entries": len(cache),
             "bytes": cache.bytes_used,

@@ -867,3 +867,20 @@ def test_a_head_request_for_a_stream_sends_the_head_alone():
     rig.arrive(b"HEAD /events HTTP/1.1\r\nHost: x\r\n\r\n")
     assert stream.notify is None  # never attached
     assert b"Content-Length" not in rig.sock.sent and rig.state is not State.STREAMING
+
+
+def test_a_stream_still_being_sent_when_the_server_stops_ends_once_sent(streaming):
+    """A slow reader is in WRITING when the server begins to stop: it is not
+    idle, so it is let finish what is queued; then the stream ends there,
+    rather than wait for events that would hold the stop until its timeout."""
+    rig, stream = streaming
+    rig.sock.send_limit = 0
+    stream.push(b"data: 1\n\n")
+    assert rig.state is State.WRITING
+    rig.context.stopping = True
+    rig.connection.on_shutdown()
+    assert rig.state is State.WRITING
+    rig.sock.send_limit = None
+    rig.writable()
+    assert rig.state is State.CLOSED and stream.detached
+    assert rig.sock.sent.endswith(b"data: 1\n\n")

@@ -52,6 +52,9 @@ def test_the_status_document(start_server):
     assert cache["misses"] >= 1 and cache["hits"] >= 3 and 0 < cache["hit_rate"] < 1
     assert document["executor"]["threads"] == 8
     assert document["executor"]["jobs_in_flight"] == 0
+    loop = document["loop"]  # the reactor's own measurements; the lag probe runs with the status page
+    assert loop["turns"] > 0 and 0 < loop["busy_seconds"] < document["uptime_seconds"]
+    assert 0 < loop["busiest_turn_seconds"] and loop["worst_lag_seconds"] >= 0
     idle.close()
 
 
