@@ -21,7 +21,7 @@ import psutil
 import pytest
 from harness.server import ServerError, free_port
 from harness.server import ServerProcess as Program
-from support.clients import RawClient
+from support import clients
 from support.environment import require_program, skip_locally_fail_in_ci, wait_until
 
 try:  # in the test extras (pip install -e '.[test]')
@@ -69,13 +69,7 @@ def site(tmp_path):
 
 
 def ask(server, target="/metrics", method="GET", extra=""):
-    """One request on a new connection: (status, headers, body)."""
-    client = RawClient(server.connect())
-    try:
-        return client.request(f"{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode(),
-                              head_request=method == "HEAD")
-    finally:
-        client.close()
+    return clients.ask(server, target, method, extra)
 
 
 def scrape(server):

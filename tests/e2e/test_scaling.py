@@ -23,7 +23,6 @@ import http.client
 import io
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -34,6 +33,7 @@ import time
 
 import pytest
 from harness.server import free_port
+from support.cli import page_command_line, replaced
 from support.environment import REPO, require_program, wait_until
 from support.servers import ServerProcess
 
@@ -75,20 +75,7 @@ def swapped(text, replacements):
 
 
 def command_line(text):
-    """The arguments of the page's reactor-http command line (continuation lines joined)."""
-    words = shlex.split(text.replace("\\\n", " "), comments=True)
-    assert words[0] == INSTALLED, words
-    return words[1:]
-
-
-def replaced(arguments, **values):
-    """The arguments with the value of each --flag named in ``values`` replaced."""
-    result = list(arguments)
-    for flag, value in values.items():
-        flag = "--" + flag.replace("_", "-")
-        assert flag in result, (flag, result)
-        result[result.index(flag) + 1] = value
-    return result
+    return page_command_line(text, programs=(INSTALLED,))
 
 
 def replica_arguments(name="replica.sh", **values):

@@ -8,13 +8,13 @@ swapped for temporary ones; nothing else is changed.
 
 import os
 import re
-import shlex
 import signal
 import socket
 import subprocess
 import sys
 
 import pytest
+from support.cli import page_command_line, replaced
 from support.clients import RawClient, get
 from support.environment import REPO, require_program, skip_locally_fail_in_ci, wait_until
 
@@ -38,20 +38,7 @@ def console_script():
 
 
 def command_line(text):
-    """The arguments of a shell command line (continuation lines joined)."""
-    words = shlex.split(text.replace("\\\n", " "), comments=True)
-    assert words[0] == "reactor-http" or words[0] == INSTALLED_SCRIPT, words
-    return words[1:]
-
-
-def replaced(arguments, **values):
-    """The arguments with the value of each --flag named in ``values`` replaced."""
-    result = list(arguments)
-    for flag, value in values.items():
-        flag = "--" + flag.replace("_", "-")
-        assert flag in result, (flag, result)
-        result[result.index(flag) + 1] = value
-    return result
+    return page_command_line(text, programs=("reactor-http", INSTALLED_SCRIPT))
 
 
 @pytest.fixture

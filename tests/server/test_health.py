@@ -13,7 +13,7 @@ import json
 import signal
 
 import pytest
-from support.clients import RawClient, get
+from support.clients import RawClient, ask, get
 from support.environment import wait_until
 from support.servers import refuses_connections, wait_for_exit
 
@@ -25,16 +25,6 @@ def site(tmp_path):
     for name, data in SITE.items():
         (tmp_path / name).write_bytes(data)
     return str(tmp_path)
-
-
-def ask(server, target, method="GET", extra=""):
-    """One request on a new connection: (status, headers, body)."""
-    client = RawClient(server.connect())
-    try:
-        return client.request(f"{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode(),
-                              head_request=method == "HEAD")
-    finally:
-        client.close()
 
 
 def test_the_path_says_ok_while_serving(start_server, site):

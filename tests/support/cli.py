@@ -1,6 +1,7 @@
 """The command line run to its end, and what a usage error must look like."""
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -43,3 +44,21 @@ def assert_one_line_usage_error(status, stdout, stderr):
     if len(lines) == 2:
         assert lines[1] == HINT, lines
     return lines[0]
+
+
+def page_command_line(text, programs=("reactor-http",)):
+    """The arguments of a command line shown on a docs page (continuation
+    lines joined, comments dropped), whose program is one of ``programs``."""
+    words = shlex.split(text.replace("\\\n", " "), comments=True)
+    assert words[0] in programs, words
+    return words[1:]
+
+
+def replaced(arguments, **values):
+    """The arguments with the value of each --flag named in ``values`` replaced."""
+    result = list(arguments)
+    for flag, value in values.items():
+        flag = "--" + flag.replace("_", "-")
+        assert flag in result, (flag, result)
+        result[result.index(flag) + 1] = value
+    return result

@@ -67,6 +67,13 @@ def request_once(server, data, head_request=False):
         client.close()
 
 
+def ask(server, target, method="GET", extra=""):
+    """``method target`` (with ``extra`` header lines) on a new connection:
+    (status, headers, body)."""
+    return request_once(server, f"{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode(),
+                        head_request=method == "HEAD")
+
+
 def read_head(sock):
     """Read one response head from a socket without reading its body into memory.
 
