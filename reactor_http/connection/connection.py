@@ -134,10 +134,12 @@ class Connection:
         Connection: close); one busy with a request finishes it, then closes."""
         self._guarded(self._stop_if_idle)
 
-    def run_blocking(self, job: Callable[..., Any], args: tuple, then: Continuation) -> None:
+    def run_blocking(self, job: Callable[..., Any], args: tuple, then: Continuation,
+                     shared: bool = False) -> None:
         """The Exchange interface (http1/handler.py): the handler's way to the
         executor. ``then`` runs, guarded, on the loop thread."""
-        self._context.executor.submit(job, args, functools.partial(self._guarded, self._on_job_done, then))
+        self._context.executor.submit(job, args, functools.partial(self._guarded, self._on_job_done, then),
+                                      shared)
 
     def _guarded(self, step: Callable[..., Any], *args: Any) -> None:
         """The one door in. An exception nobody expected costs this connection

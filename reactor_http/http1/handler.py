@@ -32,8 +32,12 @@ class Exchange(Protocol):
 
     client: str  # the peer's address as text ("unix:" on a Unix socket)
 
-    def run_blocking(self, job: Callable[..., Any], args: tuple, then: Continuation) -> None:
-        """Run ``job(*args)`` on the executor, then ``then(its result)`` on the loop thread."""
+    def run_blocking(self, job: Callable[..., Any], args: tuple, then: Continuation,
+                     shared: bool = False) -> None:
+        """Run ``job(*args)`` on the executor, then ``then(its result)`` on the
+        loop thread. With ``shared`` (``args`` hashable), a job equal to one
+        still running is not run again: ``then`` gets that one's result, so it
+        must treat the result as shared with other requests."""
 
 
 class Handler(Protocol):

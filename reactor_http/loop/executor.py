@@ -14,6 +14,7 @@ callback there. Worker threads never touch a socket or a connection.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,12 +51,39 @@ class BlockingExecutor:
         self._disk_delay = disk_delay
         self._on_loop = on_loop
         self.jobs_in_flight = 0  # read and written on the loop thread only
+        # (job, args) -> the completions waiting for that shared job's outcome.
+        self._shared: dict[tuple, list[Callable[[Outcome], Any]]] = {}
 
     def submit(self, job: Callable[..., Any], args: tuple,
-               on_completion: Callable[[Outcome], Any]) -> None:
+               on_completion: Callable[[Outcome], Any], shared: bool = False) -> None:
         """Run ``job(*args)`` on a worker; later call ``on_completion(outcome)``
         on the loop thread. Loop thread only. Raises RuntimeError after
-        ``shutdown()``."""
+        ``shutdown()``.
+
+        With ``shared``, the job is one whose result any number of callers
+        may use (``args`` must be hashable): if the same job with equal
+        arguments is already queued or running, it is not started again, and
+        ``on_completion`` gets that job's outcome too. When a popular file's
+        cache entry expires under load, the hundreds of requests that find
+        it gone in the next moments make one stat, not hundreds."""
+        if not shared or self._on_loop:
+            # (On the loop, as in a server without an executor, each job runs
+            # as it is asked for: the experiment shows what that costs.)
+            self._start(job, args, on_completion)
+            return
+        key = (job, args)
+        waiting = self._shared.get(key)
+        if waiting is not None:
+            waiting.append(on_completion)
+            return
+        self._shared[key] = [on_completion]
+        try:
+            self._start(job, args, functools.partial(self._complete_shared, key))
+        except BaseException:
+            del self._shared[key]  # refused: nobody will wait for it
+            raise
+
+    def _start(self, job: Callable[..., Any], args: tuple, on_completion: Callable[[Outcome], Any]) -> None:
         if self._on_loop:
             # The experiment: block the loop thread for as long as the job
             # takes. The completion still runs later, as it would otherwise.
@@ -92,6 +120,18 @@ class BlockingExecutor:
         # Back on the loop thread.
         self.jobs_in_flight -= 1
         on_completion(outcome)
+
+    def _complete_shared(self, key: tuple, outcome: Outcome) -> None:
+        # Every caller waiting for the shared job gets its outcome, even if
+        # one of them raises (the first such error is raised afterwards).
+        failure = None
+        for on_completion in self._shared.pop(key):
+            try:
+                on_completion(outcome)
+            except Exception as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure
 
     def shutdown(self, wait: bool = False) -> None:
         """Stop taking jobs; jobs not yet started are dropped. With ``wait``,

@@ -213,9 +213,12 @@ def _trace_executor(tracer):
     BlockingExecutor = executor_module.BlockingExecutor
 
     def submit(original):
-        def traced(self, job, args, on_completion):
+        def traced(self, job, args, on_completion, shared=False):
             fd = tracer.current_fd
-            tracer.line(fd, "executor", f"submit {job.__name__} ({self.jobs_in_flight + 1} in flight)")
+            if shared and (job, args) in self._shared:
+                tracer.line(fd, "executor", f"join the {job.__name__} already in flight")
+            else:
+                tracer.line(fd, "executor", f"submit {job.__name__} ({self.jobs_in_flight + 1} in flight)")
 
             def completed(outcome):
                 tracer.current_fd = fd
@@ -223,7 +226,7 @@ def _trace_executor(tracer):
                 tracer.line(fd, "executor", f"{job.__name__} {result}: waited {outcome.waited * 1e3:.2f} ms, "
                                             f"ran {outcome.ran * 1e3:.2f} ms")
                 return on_completion(outcome)
-            return original(self, job, args, completed)
+            return original(self, job, args, completed, shared)
         return traced
 
     def run(original):

@@ -107,6 +107,11 @@ class FileCache:
         self.misses += 1
         return None
 
+    def holds(self, key: str, result: object) -> bool:
+        """Whether ``result`` itself is what the cache keeps for key (however old)."""
+        entry = self._entries.get(key)
+        return entry is not None and entry[1] is result
+
     def store(self, key: str, result: object) -> bool:
         """Remember what resolving key found, as of now. Returns False when it
         is not kept: then the caller still owns its descriptors."""

@@ -105,7 +105,9 @@ class Representations:
             chosen = compressed if compressed is not None else variant
             return self._content_source(request, chosen, exchange, lambda fresh, source: self._file_response(
                 request, resource, fresh, source, cache_control))
-        exchange.run_blocking(files.gzip_variant, (variant, GZIP_MAX_BYTES), on_compressed)
+        # Shared: requests that want the same file gzipped while it is being
+        # compressed wait for that one compression.
+        exchange.run_blocking(files.gzip_variant, (variant, GZIP_MAX_BYTES), on_compressed, shared=True)
 
     # -- where the content comes from ---------------------------------------------------
 

@@ -126,16 +126,22 @@ class StaticSite:
             return response
 
         def on_resolved(result: Any) -> Response | None:
-            kept = not (isinstance(result, files.Refused) and result.status == 503) and self.cache.store(key, result)
+            # The job is shared: every request that missed this key while it
+            # ran gets the same result, and the first of them stores it.
+            kept = self.cache.holds(key, result) or (
+                not (isinstance(result, files.Refused) and result.status == 503) and self.cache.store(key, result))
             try:
                 return self._serve_result(request, path, result, exchange, status, fallback, tried_html)
             finally:
                 if not kept and isinstance(result, files.Resource):
-                    result.close()  # not cached: nobody else will close its descriptors
+                    # Not cached: nobody else will close its descriptors. (A
+                    # request sharing it that comes later finds them closed,
+                    # and opens the file itself.)
+                    result.close()
 
-        exchange.run_blocking(files.resolve, (self.root, path.segments, path.directory, self.show_hidden,
+        exchange.run_blocking(files.resolve, (self.root, tuple(path.segments), path.directory, self.show_hidden,
                                               self.precompressed, self.autoindex,
-                                              self.representations.digests), on_resolved)
+                                              self.representations.digests), on_resolved, shared=True)
         return None
 
     def _rememberable(self, result: Any, response: Response) -> bool:

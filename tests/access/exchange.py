@@ -11,7 +11,7 @@ class FakeExchange:
         self.jobs = []       # (job, args, then) waiting
         self.jobs_run = []   # the jobs completed, in order
 
-    def run_blocking(self, job, args, then):
+    def run_blocking(self, job, args, then, shared=False):
         assert not self.jobs, "a handler asks for one job at a time"
         self.jobs.append((job, args, then))
 

@@ -1153,6 +1153,42 @@ def test_changed_file_is_served_after_cache_valid(own_server, tmp_path, name, ol
     assert body_and_etag(server, "/" + name) == new_state
 
 
+@pytest.mark.parametrize("name, content, cache_flags", [
+    ("file.txt", b"small and kept in memory\n", ()),
+    ("file.bin", LARGE, ()),                          # the cached entry holds it open
+    ("file.bin", LARGE, ("--cache-bytes", "0")),      # nothing cached: each request opens it
+], ids=["small", "large", "large-uncached"])
+def test_requests_that_miss_together_share_one_lookup(own_server, tmp_path, name, content, cache_flags):
+    """Twenty requests for a path the cache does not hold, arriving while the
+    first one's lookup is on the executor, wait for that lookup instead of
+    each starting its own (a popular file's entry expiring under load would
+    otherwise become a stat and an open per waiting request). Each still gets
+    the whole file. The trace says which request submitted the lookup and
+    which joined it; the slow disk (--disk-delay) keeps the lookup in flight
+    while the others arrive."""
+    root = build_root(tmp_path / "root", {name: content})
+    server = own_server(root, "--trace=executor", "--disk-delay", "2s", *cache_flags)
+    clients = [http.client.HTTPConnection(server.host, server.port, timeout=30) for _ in range(20)]
+
+    def traced(what):
+        return sum(1 for line in server.stderr_lines if what in line)
+
+    try:
+        clients[0].request("GET", "/" + name)
+        wait_until(lambda: traced("submit resolve") == 1, 10, "the first lookup was not traced")
+        for client in clients[1:]:
+            client.request("GET", "/" + name)
+        wait_until(lambda: traced("join the resolve already in flight") == 19, 10,
+                   lambda: "".join(server.stderr_lines[-40:]))
+        for client in clients:
+            response = client.getresponse()
+            assert (response.status, response.read()) == (200, content)
+    finally:
+        for client in clients:
+            client.close()
+    assert traced("submit resolve") == 1
+
+
 def test_deleted_file_becomes_404_after_cache_valid(own_server, tmp_path):
     """A deleted file is 404 once the cache entry has expired."""
     root = build_root(tmp_path / "root", {"gone.txt": b"here for now\n"})

@@ -200,3 +200,122 @@ def test_shutdown_drops_jobs_not_yet_started(reactor):
     finally:
         release.set()
         executor.shutdown()
+
+
+class CountedJob:
+    """A job that counts its runs and waits for ``release`` before returning
+    what it was given, so the test decides when it ends."""
+
+    def __init__(self):
+        self.runs = 0
+        self.release = threading.Event()
+
+    def __call__(self, value):
+        self.runs += 1
+        self.release.wait(GENEROUS)
+        return [value]  # a new object each run: sharing is seen by identity
+
+
+def test_a_shared_job_runs_once_for_every_caller_waiting_for_it(reactor, executor):
+    """Ten callers submit the same shared job with equal arguments while it
+    runs: it runs once, counts once in flight, and every caller gets the very
+    same outcome, on the loop thread."""
+    job = CountedJob()
+    completions = Completions(executor)
+    for _ in range(10):
+        executor.submit(job, ("/index.html",), completions, shared=True)
+    assert executor.jobs_in_flight == 1
+
+    job.release.set()
+    run_until(reactor, lambda: len(completions) == 10)
+    for _ in range(3):
+        reactor.run_once(max_timeout=0)  # a second run's completions would arrive here
+    assert job.runs == 1
+    assert len(completions) == 10
+    assert len({id(outcome) for outcome in completions.outcomes}) == 1
+    assert completions.outcomes[0].value == ["/index.html"]
+    assert set(completions.threads) == {threading.get_ident()}
+    assert executor.jobs_in_flight == 0
+
+
+def test_shared_jobs_with_different_arguments_or_unshared_run_separately(reactor, executor):
+    """Sharing needs the same function and equal arguments, and both callers
+    asking for it: anything else is a job of its own."""
+    job = CountedJob()
+    job.release.set()
+    completions = Completions(executor)
+    executor.submit(job, ("/a",), completions, shared=True)
+    executor.submit(job, ("/b",), completions, shared=True)
+    executor.submit(job, ("/a",), completions)  # not shared: runs anyway
+    run_until(reactor, lambda: len(completions) == 3)
+    assert job.runs == 3
+    assert sorted(outcome.value[0] for outcome in completions.outcomes) == ["/a", "/a", "/b"]
+
+
+def test_a_shared_job_submitted_after_the_last_one_completed_runs_again(reactor, executor):
+    """Sharing is only with a job still in flight: once its outcome has been
+    delivered, the same submit runs the job anew (what a cache refresh needs)."""
+    job = CountedJob()
+    job.release.set()
+    completions = Completions(executor)
+    executor.submit(job, ("/index.html",), completions, shared=True)
+    run_until(reactor, lambda: len(completions) == 1)
+    executor.submit(job, ("/index.html",), completions, shared=True)
+    run_until(reactor, lambda: len(completions) == 2)
+    assert job.runs == 2
+    assert completions.outcomes[0] is not completions.outcomes[1]
+
+
+def test_a_shared_failure_reaches_every_caller(reactor, executor):
+    """The job's exception is the outcome of every caller that shared it."""
+    error = FileNotFoundError(2, "No such file")
+    release = threading.Event()
+
+    def failing_job(path):
+        release.wait(GENEROUS)
+        raise error
+
+    completions = Completions(executor)
+    for _ in range(3):
+        executor.submit(failing_job, ("/gone",), completions, shared=True)
+    release.set()
+    run_until(reactor, lambda: len(completions) == 3)
+    assert [outcome.error for outcome in completions.outcomes] == [error, error, error]
+
+
+def test_a_caller_that_raises_does_not_keep_the_outcome_from_the_others(reactor, executor):
+    """One completion raising (a bug of its caller) still lets every other
+    caller of the shared job have its outcome; the error then goes to the
+    reactor, which logs it."""
+    job = CountedJob()
+    completions = Completions(executor)
+    errors = []
+    reactor.on_callback_error = lambda callback, error: errors.append(error)
+
+    def broken(outcome):
+        raise RuntimeError("a caller's bug")
+
+    executor.submit(job, ("/x",), completions, shared=True)
+    executor.submit(job, ("/x",), broken, shared=True)
+    executor.submit(job, ("/x",), completions, shared=True)
+    job.release.set()
+    run_until(reactor, lambda: len(completions) == 2)
+    assert job.runs == 1
+    assert executor.jobs_in_flight == 0
+    assert [str(error) for error in errors] == ["a caller's bug"]
+
+
+def test_on_the_loop_nothing_is_shared(reactor):
+    """--file-work-on-loop is a server without an executor: each job runs,
+    blocking the loop, as it is asked for, shared or not (the walkthrough's
+    experiment measures exactly that)."""
+    executor = BlockingExecutor(reactor, threads=1, on_loop=True)
+    runs = []
+    completions = Completions(executor)
+    try:
+        for _ in range(3):
+            executor.submit(runs.append, ("/index.html",), completions, shared=True)
+        assert runs == ["/index.html"] * 3
+        run_until(reactor, lambda: len(completions) == 3)
+    finally:
+        executor.shutdown()

@@ -221,7 +221,7 @@ class FakeExecutor:
         self.jobs = []
         self.submitted = 0
 
-    def submit(self, function, args, on_completion):
+    def submit(self, function, args, on_completion, shared=False):
         self.submitted += 1
         self.jobs.append(FakeJob(self, function, args, on_completion))
 
