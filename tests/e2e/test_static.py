@@ -1189,6 +1189,36 @@ def test_requests_that_miss_together_share_one_lookup(own_server, tmp_path, name
     assert traced("submit resolve") == 1
 
 
+def test_requests_that_want_one_file_gzipped_together_share_one_compression(own_server, tmp_path):
+    """With --gzip, twenty requests for a compressible file that is not yet
+    compressed share the lookup and then the one on-the-fly compression, and
+    each gets the same gzip body, which decodes to the file."""
+    root = build_root(tmp_path / "root", {"page.html": PAGE})
+    server = own_server(root, "--gzip", "--trace=executor", "--disk-delay", "2s")
+    clients = [http.client.HTTPConnection(server.host, server.port, timeout=30) for _ in range(20)]
+
+    def traced(what):
+        return sum(1 for line in server.stderr_lines if what in line)
+
+    try:
+        clients[0].request("GET", "/page.html", headers={"Accept-Encoding": "gzip"})
+        wait_until(lambda: traced("submit resolve") == 1, 10, "the first lookup was not traced")
+        for client in clients[1:]:
+            client.request("GET", "/page.html", headers={"Accept-Encoding": "gzip"})
+        wait_until(lambda: traced("join the gzip_variant already in flight") == 19, 20,
+                   lambda: "".join(server.stderr_lines[-40:]))
+        bodies = set()
+        for client in clients:
+            response = client.getresponse()
+            assert (response.status, response.getheader("Content-Encoding")) == (200, "gzip")
+            bodies.add(response.read())
+    finally:
+        for client in clients:
+            client.close()
+    assert len(bodies) == 1 and gzip.decompress(bodies.pop()) == PAGE
+    assert (traced("submit resolve"), traced("submit gzip_variant")) == (1, 1)
+
+
 def test_deleted_file_becomes_404_after_cache_valid(own_server, tmp_path):
     """A deleted file is 404 once the cache entry has expired."""
     root = build_root(tmp_path / "root", {"gone.txt": b"here for now\n"})
