@@ -1176,7 +1176,8 @@ def report_tables(report, markdown=False):
                 [[row["variant"], _connections_cell(row), _rate_cell(row), format_number(row["p50_ms"]),
                   format_number(row["p90_ms"]), format_number(row["p99_ms"]), format_number(row["max_ms"]),
                   errors_cell(row), format_number(row.get("cpu_percent"))] for row in blocking],
-                "executor: file jobs (with the simulated disk's sleep) on the executor's 8 threads; "
+                "executor: file jobs (with the simulated disk's sleep) on the executor's 8 threads, "
+                "requests for the one file that arrive while its lookup is in flight sharing it; "
                 "on the loop: --file-work-on-loop, every job run on the loop thread itself.")
     notes = list(report.get("notes", ()))
     noisy = [row for row in rows if (row.get("other_load_percent") or 0) >= NOISY_PERCENT]
