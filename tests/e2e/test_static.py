@@ -1153,6 +1153,35 @@ def test_changed_file_is_served_after_cache_valid(own_server, tmp_path, name, ol
     assert body_and_etag(server, "/" + name) == new_state
 
 
+def traced(server, what):
+    """How many of the server's trace lines say ``what``."""
+    return sum(1 for line in server.stderr_lines if what in line)
+
+
+def ask_together(server, target, joined_job, headers=None, clients=20, deadline=10):
+    """Send one request for ``target``; once its lookup is traced as
+    submitted, send the others, and wait until each is traced joining a
+    ``joined_job`` already in flight. The server's --disk-delay keeps the jobs
+    in flight meanwhile. Returns the responses: (status, fields, body) each."""
+    headers = headers or {}
+    connections = [http.client.HTTPConnection(server.host, server.port, timeout=30) for _ in range(clients)]
+    try:
+        connections[0].request("GET", target, headers=headers)
+        wait_until(lambda: traced(server, "submit resolve") == 1, 10, "the first lookup was not traced")
+        for connection in connections[1:]:
+            connection.request("GET", target, headers=headers)
+        wait_until(lambda: traced(server, f"join the {joined_job} already in flight") == clients - 1, deadline,
+                   lambda: "".join(server.stderr_lines[-40:]))
+        responses = []
+        for connection in connections:
+            response = connection.getresponse()
+            responses.append((response.status, dict(response.getheaders()), response.read()))
+        return responses
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 @pytest.mark.parametrize("name, content, cache_flags", [
     ("file.txt", b"small and kept in memory\n", ()),
     ("file.bin", LARGE, ()),                          # the cached entry holds it open
@@ -1168,25 +1197,9 @@ def test_requests_that_miss_together_share_one_lookup(own_server, tmp_path, name
     while the others arrive."""
     root = build_root(tmp_path / "root", {name: content})
     server = own_server(root, "--trace=executor", "--disk-delay", "2s", *cache_flags)
-    clients = [http.client.HTTPConnection(server.host, server.port, timeout=30) for _ in range(20)]
-
-    def traced(what):
-        return sum(1 for line in server.stderr_lines if what in line)
-
-    try:
-        clients[0].request("GET", "/" + name)
-        wait_until(lambda: traced("submit resolve") == 1, 10, "the first lookup was not traced")
-        for client in clients[1:]:
-            client.request("GET", "/" + name)
-        wait_until(lambda: traced("join the resolve already in flight") == 19, 10,
-                   lambda: "".join(server.stderr_lines[-40:]))
-        for client in clients:
-            response = client.getresponse()
-            assert (response.status, response.read()) == (200, content)
-    finally:
-        for client in clients:
-            client.close()
-    assert traced("submit resolve") == 1
+    responses = ask_together(server, "/" + name, "resolve")
+    assert [(status, body) for status, _, body in responses] == [(200, content)] * 20
+    assert traced(server, "submit resolve") == 1
 
 
 def test_requests_that_want_one_file_gzipped_together_share_one_compression(own_server, tmp_path):
@@ -1195,28 +1208,11 @@ def test_requests_that_want_one_file_gzipped_together_share_one_compression(own_
     each gets the same gzip body, which decodes to the file."""
     root = build_root(tmp_path / "root", {"page.html": PAGE})
     server = own_server(root, "--gzip", "--trace=executor", "--disk-delay", "2s")
-    clients = [http.client.HTTPConnection(server.host, server.port, timeout=30) for _ in range(20)]
-
-    def traced(what):
-        return sum(1 for line in server.stderr_lines if what in line)
-
-    try:
-        clients[0].request("GET", "/page.html", headers={"Accept-Encoding": "gzip"})
-        wait_until(lambda: traced("submit resolve") == 1, 10, "the first lookup was not traced")
-        for client in clients[1:]:
-            client.request("GET", "/page.html", headers={"Accept-Encoding": "gzip"})
-        wait_until(lambda: traced("join the gzip_variant already in flight") == 19, 20,
-                   lambda: "".join(server.stderr_lines[-40:]))
-        bodies = set()
-        for client in clients:
-            response = client.getresponse()
-            assert (response.status, response.getheader("Content-Encoding")) == (200, "gzip")
-            bodies.add(response.read())
-    finally:
-        for client in clients:
-            client.close()
+    responses = ask_together(server, "/page.html", "gzip_variant", {"Accept-Encoding": "gzip"}, deadline=20)
+    assert [(status, fields.get("Content-Encoding")) for status, fields, _ in responses] == [(200, "gzip")] * 20
+    bodies = {body for _, _, body in responses}
     assert len(bodies) == 1 and gzip.decompress(bodies.pop()) == PAGE
-    assert (traced("submit resolve"), traced("submit gzip_variant")) == (1, 1)
+    assert (traced(server, "submit resolve"), traced(server, "submit gzip_variant")) == (1, 1)
 
 
 def test_deleted_file_becomes_404_after_cache_valid(own_server, tmp_path):
